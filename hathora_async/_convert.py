@@ -1,0 +1,219 @@
+"""Wire (camelCase JSON) to model conversion, built once at import.
+
+Two cattrs converters share one set of strict hooks. The fast one runs without
+detailed validation; only when it fails does the explaining one decode the same
+data again, to say precisely what was wrong (path and expected type).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any, TypeVar, get_args, get_origin
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn, override
+
+from .models import OpenEnum
+
+T = TypeVar("T")
+
+__all__ = ["camel", "loads", "structure", "decode", "DecodeFailure"]
+
+loads: Callable[[bytes], Any] = json.loads
+
+
+class DecodeFailure(Exception):
+    """Raised by ``decode``; carries a readable description of the problem."""
+
+
+def camel(name: str) -> str:
+    """``rooms_per_process`` -> ``roomsPerProcess``."""
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _structure_str(value: Any, _: Any) -> str:
+    if type(value) is not str:
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _structure_int(value: Any, _: Any) -> int:
+    # bool is an int subclass in Python but not an integer in JSON.
+    if type(value) is not int:
+        raise TypeError(f"expected an integer, got {type(value).__name__}")
+    return value
+
+
+def _structure_bool(value: Any, _: Any) -> bool:
+    if type(value) is not bool:
+        raise TypeError(f"expected a boolean, got {type(value).__name__}")
+    return value
+
+
+def parse_datetime(value: str) -> datetime:
+    """Parse an RFC 3339 timestamp into an aware datetime (naive means UTC)."""
+    text = value
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        parsed = _parse_datetime_slow(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed
+
+
+def _parse_datetime_slow(text: str) -> datetime:
+    # Python 3.10's fromisoformat accepts only 3 or 6 fractional digits.
+    date_part, dot, rest = text.partition(".")
+    if not dot:
+        raise ValueError(f"invalid timestamp {text!r}")
+    digits = rest
+    offset = ""
+    for sign in ("+", "-"):
+        if sign in rest:
+            digits, _, tail = rest.partition(sign)
+            offset = sign + tail
+            break
+    if not digits.isdigit():
+        raise ValueError(f"invalid timestamp {text!r}")
+    return datetime.fromisoformat(f"{date_part}.{digits[:6].ljust(6, '0')}{offset}")
+
+
+def _structure_datetime(value: Any, _: Any) -> datetime:
+    if type(value) is not str:
+        raise TypeError(f"expected an RFC 3339 timestamp string, got {type(value).__name__}")
+    return parse_datetime(value)
+
+
+def _structure_open_enum(value: Any, cls: type[OpenEnum]) -> OpenEnum:
+    if type(value) is not str:
+        raise TypeError(f"expected a string for {cls.__name__}, got {type(value).__name__}")
+    return cls(value)
+
+
+def _is_homogeneous_tuple(tp: Any) -> bool:
+    args = get_args(tp)
+    return get_origin(tp) is tuple and len(args) == 2 and args[1] is Ellipsis
+
+
+def _is_list(tp: Any) -> bool:
+    return get_origin(tp) is list
+
+
+def _sequence_hook(
+    converter: cattrs.Converter, tp: Any, container: type[Any]
+) -> Callable[[Any, Any], Any]:
+    item_hook = converter.get_structure_hook(get_args(tp)[0])
+    item_type = get_args(tp)[0]
+
+    def structure_sequence(value: Any, _: Any) -> Any:
+        # Strict: a JSON object or string must not be iterated as if it were an array.
+        if type(value) is not list:
+            raise TypeError(f"expected an array, got {type(value).__name__}")
+        return container([item_hook(item, item_type) for item in value])
+
+    return structure_sequence
+
+
+def _attrs_hook(converter: cattrs.Converter, cls: type[Any]) -> Callable[[Any, Any], Any]:
+    renames = {a.name: override(rename=camel(a.name)) for a in attrs.fields(cls)}
+    structure_fn = make_dict_structure_fn(cls, converter, **renames)  # type: ignore[arg-type]
+
+    def structure_object(value: Any, tp: Any) -> Any:
+        if type(value) is not dict:
+            raise TypeError(f"expected an object for {cls.__name__}, got {type(value).__name__}")
+        return structure_fn(value, tp)
+
+    return structure_object
+
+
+def _build(detailed: bool) -> cattrs.Converter:
+    converter = cattrs.Converter(detailed_validation=detailed, forbid_extra_keys=False)
+    # Class registrations dispatch on the most specific class in the MRO, so the
+    # open enums (str subclasses) get their own hook, not the str one.
+    converter.register_structure_hook(str, _structure_str)
+    converter.register_structure_hook(int, _structure_int)
+    converter.register_structure_hook(bool, _structure_bool)
+    converter.register_structure_hook(datetime, _structure_datetime)
+    converter.register_structure_hook(OpenEnum, _structure_open_enum)
+    converter.register_structure_hook_factory(
+        _is_homogeneous_tuple, lambda tp: _sequence_hook(converter, tp, tuple)
+    )
+    converter.register_structure_hook_factory(
+        _is_list, lambda tp: _sequence_hook(converter, tp, list)
+    )
+    converter.register_structure_hook_factory(attrs.has, lambda cls: _attrs_hook(converter, cls))
+    return converter
+
+
+_fast = _build(detailed=False)
+_explaining = _build(detailed=True)
+
+
+def explain(data: Any, tp: Any) -> str:
+    """Say why ``data`` does not structure as ``tp`` (path and reason)."""
+    try:
+        _explaining.structure(data, tp)
+    except Exception as exc:  # any failure is what we describe
+        if isinstance(exc, cattrs.BaseValidationError):
+            lines = cattrs.transform_error(exc, path="$", format_exception=_describe)
+            return "; ".join(_wire_path(line) for line in lines)
+        return f"{exc} @ $"
+    return "unexpected structure"
+
+
+def _describe(exc: BaseException, tp: Any) -> str:
+    if isinstance(exc, KeyError):
+        return "required field missing"
+    if isinstance(exc, (TypeError, ValueError)) and str(exc):
+        return str(exc)
+    return f"invalid value for {getattr(tp, '__name__', tp)}"
+
+
+_SNAKE_SEGMENT = re.compile(r"\.([a-z][a-z0-9_]*)")
+
+
+def _wire_path(line: str) -> str:
+    # Report the JSON (camelCase) names the server sent, not attribute names.
+    head, at, path = line.rpartition(" @ ")
+    if not at:
+        return line
+    return f"{head} @ {_SNAKE_SEGMENT.sub(lambda m: '.' + camel(m.group(1)), path)}"
+
+
+def structure(data: Any, tp: type[T]) -> T:
+    """Structure already-parsed JSON into ``tp``; raise DecodeFailure with a reason."""
+    try:
+        return _fast.structure(data, tp)
+    except Exception:  # re-decoded below to explain why
+        raise DecodeFailure(explain(data, tp)) from None
+
+
+def decoder(tp: Any) -> Callable[[bytes], Any]:
+    """A bytes -> ``tp`` function with the structure hook looked up once."""
+    hook = _fast.get_structure_hook(tp)
+
+    def decode_bytes(body: bytes) -> Any:
+        try:
+            data = loads(body)
+        except ValueError as exc:
+            raise DecodeFailure(f"body is not valid JSON: {exc}") from None
+        try:
+            return hook(data, tp)
+        except Exception:  # re-decoded below to explain why
+            raise DecodeFailure(explain(data, tp)) from None
+
+    return decode_bytes
+
+
+def decode(body: bytes, tp: type[T]) -> T:
+    """Decode a JSON body into ``tp``."""
+    result: T = decoder(tp)(body)
+    return result

@@ -1,0 +1,355 @@
+"""The one request function every endpoint goes through, with its retry loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Generic, NoReturn, TypeVar
+
+import aiohttp
+import attrs
+from yarl import URL
+
+from . import _constants as C
+from ._convert import DecodeFailure, loads
+from .errors import (
+    ApiError,
+    ClientClosedError,
+    HathoraConnectionError,
+    HathoraError,
+    HathoraTimeoutError,
+    RateLimitedError,
+    ResponseDecodeError,
+    error_class_for,
+)
+from .models import ApiResponse
+from .retry import RetryPolicy, Timeouts, parse_retry_after
+
+__all__ = ["Endpoint", "CallOptions", "Transport"]
+
+T = TypeVar("T")
+
+logger = logging.getLogger(C.LOGGER_NAME)
+
+# Statuses worth another try for requests that are safe to repeat.
+RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+Query = Sequence[tuple[str, str]]
+
+
+@attrs.frozen
+class Endpoint(Generic[T]):
+    """One HTTP operation: how to call it and how to read its success answer.
+
+    ``path`` is a ``str.format`` template filled with encoded path segments.
+    ``idempotent`` is False for operations that must never be sent twice
+    blindly (creating a billed process).
+    """
+
+    name: str
+    method: str
+    path: str
+    success: int
+    decode: Callable[[bytes], T] | None
+    idempotent: bool = True
+
+
+@attrs.frozen
+class CallOptions:
+    """Per-client call settings, with what can be computed once computed once."""
+
+    timeouts: Timeouts
+    retry: RetryPolicy
+    sleep: Callable[[float], Awaitable[None]]
+    clock: Callable[[], float]
+    first_attempt_timeout: aiohttp.ClientTimeout = attrs.field(init=False)
+
+    @first_attempt_timeout.default
+    def _full_timeout(self) -> aiohttp.ClientTimeout:
+        return self.attempt_timeout(self.timeouts.total)
+
+    def attempt_timeout(self, remaining: float) -> aiohttp.ClientTimeout:
+        """aiohttp's limits for one attempt that must end within ``remaining``."""
+        return aiohttp.ClientTimeout(
+            total=remaining,
+            connect=min(self.timeouts.connect, remaining),
+            sock_read=min(self.timeouts.read, remaining),
+        )
+
+
+class _Redacted(dict[str, str]):
+    """Request headers whose repr never shows the credential."""
+
+    def __repr__(self) -> str:
+        return repr({k: ("<redacted>" if k == "Authorization" else v) for k, v in self.items()})
+
+
+def _message_of(body: bytes, status: int) -> str:
+    try:
+        data = loads(body)
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("message"), str):
+        return str(data["message"])
+    text = body[:200].decode("utf-8", "replace").strip()
+    return text or f"HTTP {status} with no message"
+
+
+def error_from_response(status: int, headers: Mapping[str, str], body: bytes) -> ApiError:
+    """Map an unexpected status and Hathora's ``{"message": ...}`` body to its error."""
+    cls = error_class_for(status)
+    kept = body[: C.MAX_ERROR_BODY_BYTES]
+    message = _message_of(kept, status)
+    if cls is RateLimitedError:
+        return RateLimitedError(
+            status,
+            message,
+            headers=headers,
+            body=kept,
+            retry_after=parse_retry_after(headers.get("Retry-After")),
+        )
+    return cls(status, message, headers=headers, body=kept)
+
+
+def _transport_error(exc: BaseException) -> tuple[HathoraError, bool, bool]:
+    """Classify an aiohttp failure: (error, request possibly sent, worth retrying)."""
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return HathoraTimeoutError(f"timed out connecting: {exc}"), False, True
+    if isinstance(exc, (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError)):
+        return HathoraConnectionError(f"TLS failure: {exc}"), False, False
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return HathoraConnectionError(f"cannot connect: {exc}"), False, True
+    if isinstance(exc, asyncio.TimeoutError):
+        return HathoraTimeoutError(f"timed out waiting for the response: {exc!r}"), True, True
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return HathoraConnectionError(f"response cut short: {exc}"), True, True
+    return HathoraConnectionError(f"connection failed: {exc!r}"), True, True
+
+
+class Transport:
+    """One pooled aiohttp session, shared by a client and its ``with_options`` siblings."""
+
+    def __init__(
+        self,
+        *,
+        base_url: URL,
+        headers: Mapping[str, str],
+        session: aiohttp.ClientSession | None,
+        max_connections: int,
+        trace_configs: Sequence[aiohttp.TraceConfig] | None,
+    ) -> None:
+        self.base_url = base_url
+        self._base_path = base_url.raw_path.rstrip("/")
+        self._headers = _Redacted(headers)
+        self._session = session
+        self._owns_session = session is None
+        self._max_connections = max_connections
+        self._trace_configs = list(trace_configs) if trace_configs else None
+        self._closed = False
+        self._close_event: asyncio.Event | None = None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def open(self) -> aiohttp.ClientSession:
+        """The session, created on first use inside the running loop."""
+        if self._closed:
+            raise ClientClosedError("the HathoraClient is closed")
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self._max_connections,
+                limit_per_host=self._max_connections,
+                keepalive_timeout=C.DEFAULT_KEEPALIVE_TIMEOUT,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(
+                    total=C.DEFAULT_TOTAL_TIMEOUT,
+                    connect=C.DEFAULT_CONNECT_TIMEOUT,
+                    sock_read=C.DEFAULT_READ_TIMEOUT,
+                ),
+                trace_configs=self._trace_configs,
+                raise_for_status=False,
+            )
+        return self._session
+
+    async def close(self) -> None:
+        """Close the owned session exactly once; end calls waiting to retry."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._close_event is not None:
+            self._close_event.set()
+        session, self._session = self._session, None
+        if session is not None and self._owns_session:
+            await session.close()
+
+    async def request(
+        self,
+        endpoint: Endpoint[T],
+        path_segments: tuple[str, ...],
+        options: CallOptions,
+        *,
+        query: Query | None = None,
+        json_body: bytes | None = None,
+    ) -> ApiResponse[T]:
+        """Send ``endpoint`` with retries per ``options``; decode or raise a typed error.
+
+        ``path_segments`` must already be encoded (see ``_paths.segment``).
+        """
+        session = self.open()
+        path = self._base_path + endpoint.path.format(*path_segments)
+        url = self.base_url.with_path(path, encoded=True)
+        if query:
+            url = url.with_query(query)
+        headers: Mapping[str, str] = self._headers
+        if json_body is not None:
+            headers = _Redacted(self._headers, **{"Content-Type": "application/json"})
+        clock = options.clock
+        policy = options.retry
+        deadline = clock() + options.timeouts.total
+        timeout = options.first_attempt_timeout
+        retries = 0
+        while True:
+            error: HathoraError
+            sent = True
+            retryable: bool
+            try:
+                async with session.request(
+                    endpoint.method,
+                    url,
+                    headers=headers,
+                    data=json_body,
+                    timeout=timeout,
+                    allow_redirects=False,
+                ) as response:
+                    status = response.status
+                    body = await _read_bounded(response)
+                    response_headers = response.headers
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                error, sent, retryable = _transport_error(exc)
+                if self._closed:
+                    error = ClientClosedError("the HathoraClient was closed during the call")
+                    retryable = False
+                error.__cause__ = exc
+                # Safe to resend a create only if it provably never left the client.
+                retryable = retryable and (endpoint.idempotent or not sent)
+            else:
+                if status == endpoint.success:
+                    return self._success(endpoint, path, status, response_headers, body)
+                error = error_from_response(status, response_headers, body)
+                # A 429 means the server refused to act: safe to resend even a create.
+                retryable = status in RETRYABLE_STATUSES and (endpoint.idempotent or status == 429)
+                sent = status == 408 or status >= 500
+            unknown = sent and not endpoint.idempotent
+            error._locate(endpoint.method, path, outcome_unknown=unknown)
+            retries += 1
+            remaining = deadline - clock()
+            delay = self._delay_or_raise(error, retryable, retries, policy, remaining)
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "retrying %s %s after %s (attempt %d of %d) in %.3fs",
+                    endpoint.method,
+                    path,
+                    _short(error),
+                    retries,
+                    policy.attempts,
+                    delay,
+                )
+            await self._pause(delay, options.sleep)
+            remaining = deadline - clock()
+            if remaining <= 0:
+                raise_timeout(endpoint, path, error)
+            timeout = options.attempt_timeout(remaining)
+
+    def _success(
+        self,
+        endpoint: Endpoint[T],
+        path: str,
+        status: int,
+        headers: Mapping[str, str],
+        body: bytes,
+    ) -> ApiResponse[T]:
+        decode = endpoint.decode
+        if decode is None:
+            return ApiResponse(status, headers, None)  # type: ignore[arg-type]
+        try:
+            data = decode(body)
+        except DecodeFailure as exc:
+            error = ResponseDecodeError(status, str(exc), body[: C.MAX_ERROR_BODY_BYTES])
+            # The server did act (it said so); only the answer is unreadable.
+            error._locate(endpoint.method, path, outcome_unknown=not endpoint.idempotent)
+            raise error from None
+        return ApiResponse(status, headers, data)
+
+    @staticmethod
+    def _delay_or_raise(
+        error: HathoraError,
+        retryable: bool,
+        retries: int,
+        policy: RetryPolicy,
+        remaining: float,
+    ) -> float:
+        if not retryable or retries >= policy.attempts:
+            raise error
+        retry_after: float | None = None
+        if isinstance(error, RateLimitedError):
+            retry_after = error.retry_after
+        if retry_after is None and isinstance(error, ApiError):
+            retry_after = parse_retry_after(error.headers.get("Retry-After"))
+        if retry_after is not None:
+            if retry_after > policy.max_retry_after or retry_after >= remaining:
+                # Waiting that long is the caller's decision, not ours.
+                if isinstance(error, RateLimitedError):
+                    error.retry_after = retry_after
+                raise error
+            return retry_after
+        delay = policy.backoff(retries)
+        if delay >= remaining:
+            raise error
+        return delay
+
+    async def _pause(self, delay: float, sleep: Callable[[float], Awaitable[None]]) -> None:
+        """Sleep between attempts, ended at once by ``close()``."""
+        if self._close_event is None:
+            self._close_event = asyncio.Event()
+        closing = asyncio.ensure_future(self._close_event.wait())
+        sleeping = asyncio.ensure_future(sleep(delay))
+        try:
+            await asyncio.wait((closing, sleeping), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closing.cancel()
+            sleeping.cancel()
+        if self._closed:
+            raise ClientClosedError("the HathoraClient was closed during the call")
+
+
+def raise_timeout(endpoint: Endpoint[Any], path: str, last: HathoraError) -> NoReturn:
+    """The deadline passed between attempts: report it with the last failure."""
+    error = HathoraTimeoutError(f"call deadline exceeded; last failure: {_short(last)}")
+    error._locate(endpoint.method, path, outcome_unknown=last.outcome_unknown)
+    raise error from last
+
+
+def _short(error: HathoraError) -> str:
+    if isinstance(error, ApiError):
+        return f"HTTP {error.status}"
+    return type(error).__name__
+
+
+async def _read_bounded(response: aiohttp.ClientResponse) -> bytes:
+    length = response.content_length
+    if length is not None and length <= C.MAX_RESPONSE_BYTES:
+        return await response.read()
+    if length is not None:
+        raise aiohttp.ClientPayloadError(f"response of {length} bytes exceeds the limit")
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await response.content.read(65536):
+        size += len(chunk)
+        if size > C.MAX_RESPONSE_BYTES:
+            raise aiohttp.ClientPayloadError("response exceeds the size limit")
+        chunks.append(chunk)
+    return b"".join(chunks)

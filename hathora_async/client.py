@@ -1,0 +1,260 @@
+"""``HathoraClient``: the session manager and the entry point of the library."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import aiohttp
+import attrs
+from yarl import URL
+
+from . import _constants as C
+from ._http import CallOptions, Endpoint, Query, Transport
+from ._paths import segment
+from .models import ApiResponse
+from .retry import RetryPolicy, Timeouts
+
+if TYPE_CHECKING:
+    from .processes import ProcessesApi
+
+__all__ = ["HathoraClient"]
+
+T = TypeVar("T")
+
+
+class _Secret:
+    """Holds the token so that no repr, log or traceback frame shows it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "<redacted>"
+
+    __str__ = __repr__
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host is None:
+        return False
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_base_url(base_url: str | URL, allow_insecure_http: bool) -> URL:
+    url = URL(base_url)
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError(f"base_url must be an absolute http(s) URL, got {str(url)!r}")
+    if url.query_string or url.fragment:
+        raise ValueError("base_url must not have a query or fragment")
+    if url.scheme == "http" and not allow_insecure_http and not _is_loopback(url.host):
+        raise ValueError(
+            "refusing to send the token over plain http to a non-loopback host "
+            f"({url.host}); use https, or pass allow_insecure_http=True"
+        )
+    return url
+
+
+class HathoraClient:
+    """An async client for Hathora Cloud, owning one pooled aiohttp session.
+
+    Use it as an async context manager::
+
+        async with HathoraClient(token=..., app_id=...) as client:
+            process = await client.processes.create_process(Region.SEATTLE)
+
+    ``app_id`` is the default application of every call; each call may pass its
+    own. ``timeout`` is the deadline of a whole call in seconds (retries
+    included), or a ``Timeouts``; ``retry`` is a ``RetryPolicy``. Pass
+    ``session`` to use an aiohttp session you own: the client then never closes
+    it. Plain http is refused for non-loopback hosts unless
+    ``allow_insecure_http`` is True, so the token never travels in clear text.
+    ``sleep`` and ``clock`` (a monotonic clock in seconds) can be replaced, for
+    example to make retry tests instant.
+    """
+
+    processes: ProcessesApi
+
+    def __init__(
+        self,
+        token: str | None = None,
+        app_id: str | None = None,
+        *,
+        base_url: str | URL = C.DEFAULT_BASE_URL,
+        session: aiohttp.ClientSession | None = None,
+        timeout: Timeouts | float | None = None,
+        retry: RetryPolicy | None = None,
+        max_connections: int = C.DEFAULT_MAX_CONNECTIONS,
+        allow_insecure_http: bool = False,
+        trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        # Rebind at once, so even this frame's locals never show the token.
+        secret = _Secret(token) if token is not None else None
+        token = None
+        if secret is not None:
+            value = secret.reveal()
+            if not isinstance(value, str) or not value:
+                raise ValueError("token must be a non-empty string")
+            if any(ch in value for ch in "\r\n\x00"):
+                raise ValueError("token contains a control character")
+        if app_id is not None:
+            segment(app_id, "app_id")
+        if isinstance(max_connections, bool) or max_connections < 1:
+            raise ValueError("max_connections must be >= 1")
+        if session is not None and trace_configs:
+            raise ValueError("trace_configs apply only to the session the client creates")
+        url = _check_base_url(base_url, allow_insecure_http)
+        headers = {"Accept": "application/json", "User-Agent": C.USER_AGENT}
+        if secret is not None:
+            headers["Authorization"] = f"Bearer {secret.reveal()}"
+        self._token = secret
+        self._app_id = app_id
+        self._transport = Transport(
+            base_url=url,
+            headers=headers,
+            session=session,
+            max_connections=max_connections,
+            trace_configs=trace_configs,
+        )
+        self._options = CallOptions(
+            timeouts=Timeouts() if timeout is None else Timeouts.coerce(timeout),
+            retry=retry if retry is not None else RetryPolicy(),
+            sleep=sleep,
+            clock=clock,
+        )
+        self._bind_apis()
+
+    def _bind_apis(self) -> None:
+        from .processes import ProcessesApi
+
+        self.processes = ProcessesApi(self)
+
+    @classmethod
+    def from_env(cls, **kwargs: Any) -> HathoraClient:
+        """Build a client from ``HATHORA_TOKEN``, ``HATHORA_APP_ID`` and ``HATHORA_BASE_URL``.
+
+        Keyword arguments are passed on to the constructor and win over the
+        environment.
+        """
+        token = os.environ.get(C.ENV_TOKEN)
+        if not token and "token" not in kwargs:
+            raise ValueError(f"{C.ENV_TOKEN} is not set")
+        kwargs.setdefault("token", token)
+        if os.environ.get(C.ENV_APP_ID):
+            kwargs.setdefault("app_id", os.environ[C.ENV_APP_ID])
+        if os.environ.get(C.ENV_BASE_URL):
+            kwargs.setdefault("base_url", os.environ[C.ENV_BASE_URL])
+        return cls(**kwargs)
+
+    def with_options(
+        self,
+        *,
+        timeout: Timeouts | float | None = None,
+        retry: RetryPolicy | None = None,
+        app_id: str | None = None,
+    ) -> HathoraClient:
+        """A sibling client sharing this one's session, with other call settings.
+
+        The sibling is closed when this client is (they share one session);
+        closing the sibling closes the shared session too.
+        """
+        options = self._options
+        if timeout is not None:
+            options = attrs.evolve(options, timeouts=Timeouts.coerce(timeout))
+        if retry is not None:
+            options = attrs.evolve(options, retry=retry)
+        if app_id is not None:
+            segment(app_id, "app_id")
+        sibling = object.__new__(HathoraClient)
+        sibling._token = self._token
+        sibling._app_id = app_id if app_id is not None else self._app_id
+        sibling._transport = self._transport
+        sibling._options = options
+        sibling._bind_apis()
+        return sibling
+
+    @property
+    def app_id(self) -> str | None:
+        """The default application id of calls."""
+        return self._app_id
+
+    @property
+    def base_url(self) -> URL:
+        """The API's base URL."""
+        return self._transport.base_url
+
+    @property
+    def timeouts(self) -> Timeouts:
+        """The time limits of each call."""
+        return self._options.timeouts
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """The retry policy of each call."""
+        return self._options.retry
+
+    @property
+    def closed(self) -> bool:
+        """True once ``aclose()`` has run."""
+        return self._transport.closed
+
+    async def __aenter__(self) -> HathoraClient:
+        self._transport.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the session (unless the caller owns it). Safe to call twice.
+
+        Calls still in flight end with ``ClientClosedError``.
+        """
+        await self._transport.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"HathoraClient(base_url={str(self._transport.base_url)!r}, "
+            f"app_id={self._app_id!r}, token={'<redacted>' if self._token else None}, "
+            f"closed={self.closed})"
+        )
+
+    def _app_segment(self, app_id: str | None) -> str:
+        chosen = app_id if app_id is not None else self._app_id
+        if chosen is None:
+            raise ValueError("no app_id: pass app_id= to the call or to HathoraClient")
+        return segment(chosen, "app_id")
+
+    async def _call(
+        self,
+        endpoint: Endpoint[T],
+        path_segments: tuple[str, ...],
+        *,
+        query: Query | None = None,
+        json_body: bytes | None = None,
+    ) -> ApiResponse[T]:
+        return await self._transport.request(
+            endpoint, path_segments, self._options, query=query, json_body=json_body
+        )

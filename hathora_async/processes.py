@@ -1,0 +1,122 @@
+"""The ProcessesV2 operations, as ``client.processes``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from ._convert import decoder
+from ._http import Endpoint
+from ._paths import segment
+from .models import ApiResponse, OpenEnum, ProcessStatus, ProcessV2, Region, coerce_region
+
+if TYPE_CHECKING:
+    from .client import HathoraClient
+
+__all__ = ["ProcessesApi"]
+
+_decode_process = decoder(ProcessV2)
+
+CREATE_PROCESS: Endpoint[ProcessV2] = Endpoint(
+    "CreateProcess", "POST", "/processes/v2/{}/create/{}", 201, _decode_process, idempotent=False
+)
+GET_LATEST_PROCESSES: Endpoint[list[ProcessV2]] = Endpoint(
+    "GetLatestProcesses", "GET", "/processes/v2/{}/list/latest", 200, decoder(list[ProcessV2])
+)
+GET_PROCESS_INFO: Endpoint[ProcessV2] = Endpoint(
+    "GetProcessInfo", "GET", "/processes/v2/{}/info/{}", 200, _decode_process
+)
+# Stopping twice is harmless, so a stop is safe to retry.
+STOP_PROCESS: Endpoint[None] = Endpoint(
+    "StopProcess", "POST", "/processes/v2/{}/stop/{}", 204, None
+)
+
+
+def _query_values(
+    values: Iterable[ProcessStatus | Region | str] | None, name: str
+) -> list[tuple[str, str]]:
+    if values is None:
+        return []
+    if isinstance(values, str):
+        # A lone string would otherwise be split into characters.
+        values = [values]
+    pairs = []
+    for value in values:
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"{name} filter values must be non-empty strings, got {value!r}")
+        pairs.append((name, value.value if isinstance(value, OpenEnum) else value))
+    return pairs
+
+
+class ProcessesApi:
+    """Hathora's ProcessesV2 API. Reached as ``client.processes``."""
+
+    def __init__(self, client: HathoraClient) -> None:
+        self._client = client
+
+    async def create_process_with_http_info(
+        self, region: Region | str, *, app_id: str | None = None
+    ) -> ApiResponse[ProcessV2]:
+        """Like ``create_process``, returning status code, headers and data."""
+        app = self._client._app_segment(app_id)
+        where = segment(coerce_region(region).value, "region")
+        return await self._client._call(CREATE_PROCESS, (app, where))
+
+    async def create_process(self, region: Region | str, *, app_id: str | None = None) -> ProcessV2:
+        """Create a process in ``region`` without a room (pre-allocation).
+
+        Billed, and not idempotent: it is retried only when the server provably
+        did not act. An error with ``outcome_unknown`` True means a process may
+        exist; reconcile with ``get_latest_processes`` before creating again.
+        """
+        return (await self.create_process_with_http_info(region, app_id=app_id)).data
+
+    async def get_latest_processes_with_http_info(
+        self,
+        *,
+        status: Iterable[ProcessStatus | str] | None = None,
+        region: Iterable[Region | str] | None = None,
+        app_id: str | None = None,
+    ) -> ApiResponse[list[ProcessV2]]:
+        """Like ``get_latest_processes``, returning status code, headers and data."""
+        app = self._client._app_segment(app_id)
+        query = _query_values(status, "status") + _query_values(region, "region")
+        return await self._client._call(GET_LATEST_PROCESSES, (app,), query=query or None)
+
+    async def get_latest_processes(
+        self,
+        *,
+        status: Iterable[ProcessStatus | str] | None = None,
+        region: Iterable[Region | str] | None = None,
+        app_id: str | None = None,
+    ) -> list[ProcessV2]:
+        """The 10 most recent processes, optionally filtered by status and region.
+
+        Each filter is an iterable; values are sent as repeated query keys.
+        """
+        response = await self.get_latest_processes_with_http_info(
+            status=status, region=region, app_id=app_id
+        )
+        return response.data
+
+    async def get_process_info_with_http_info(
+        self, process_id: str, *, app_id: str | None = None
+    ) -> ApiResponse[ProcessV2]:
+        """Like ``get_process_info``, returning status code, headers and data."""
+        app = self._client._app_segment(app_id)
+        return await self._client._call(GET_PROCESS_INFO, (app, segment(process_id, "process_id")))
+
+    async def get_process_info(self, process_id: str, *, app_id: str | None = None) -> ProcessV2:
+        """Details of one process."""
+        return (await self.get_process_info_with_http_info(process_id, app_id=app_id)).data
+
+    async def stop_process_with_http_info(
+        self, process_id: str, *, app_id: str | None = None
+    ) -> ApiResponse[None]:
+        """Like ``stop_process``, returning status code and headers (``data`` is None)."""
+        app = self._client._app_segment(app_id)
+        return await self._client._call(STOP_PROCESS, (app, segment(process_id, "process_id")))
+
+    async def stop_process(self, process_id: str, *, app_id: str | None = None) -> None:
+        """Stop a process immediately."""
+        await self.stop_process_with_http_info(process_id, app_id=app_id)

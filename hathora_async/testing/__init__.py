@@ -1,0 +1,13 @@
+"""A local fake Hathora Cloud for tests, CI and demos, with fault injection.
+
+``async with FakeHathora() as fake:`` then point ``HathoraClient`` at
+``fake.url`` with ``fake.token`` and ``fake.app_id``. Also runnable as
+``python -m hathora_async.testing``.
+"""
+
+from ._clock import ManualClock
+from ._fake import FakeHathora
+from ._faults import Fault, FaultPlan
+from ._state import REGIONS
+
+__all__ = ["FakeHathora", "Fault", "FaultPlan", "ManualClock", "REGIONS"]

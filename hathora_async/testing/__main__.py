@@ -1,0 +1,50 @@
+"""``python -m hathora_async.testing``: serve a fake Hathora until interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+
+from ._fake import FakeHathora
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m hathora_async.testing", description="Serve a fake Hathora Cloud API."
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--token", default=None, help="bearer token to accept (default: random)")
+    parser.add_argument("--app-id", default=None, help="application id (default: random)")
+    parser.add_argument("--boot-delay", type=float, default=0.0, help="seconds to running")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added per request")
+    parser.add_argument("--seed", type=int, default=None)
+    return parser.parse_args(argv)
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    fake = FakeHathora(
+        boot_delay=args.boot_delay,
+        latency=args.latency,
+        host=args.host,
+        port=args.port,
+        token=args.token,
+        app_id=args.app_id,
+        seed=args.seed,
+    )
+    async with fake:
+        print(f"HATHORA_BASE_URL={fake.url}")
+        print(f"HATHORA_TOKEN={fake.token}")
+        print(f"HATHORA_APP_ID={fake.app_id}", flush=True)
+        await asyncio.Event().wait()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parse(argv)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""Fault injection for the fake: scripted (fire N times) and seeded random faults."""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from collections.abc import Sequence
+from typing import Literal
+
+import attrs
+
+__all__ = ["Fault", "FaultPlan"]
+
+
+@attrs.frozen
+class Fault:
+    """What goes wrong with one request.
+
+    - ``status``: answer with this error status (and ``{"message": ...}``) without
+      acting; ``retry_after`` adds a ``Retry-After`` header (seconds or HTTP date).
+    - ``latency``: seconds added before anything else happens.
+    - ``drop``: ``"before"`` closes the connection before the server acts,
+      ``"after"`` once it has acted (a create then has made its process).
+    - ``body``: ``"malformed"`` sends the success status with a body that is not
+      JSON; ``"truncated"`` sends part of the real body and closes. Both act first.
+    """
+
+    status: int | None = None
+    retry_after: str | None = None
+    latency: float = 0.0
+    drop: Literal["before", "after"] | None = None
+    body: Literal["malformed", "truncated"] | None = None
+    message: str = "injected fault"
+
+    @property
+    def acts(self) -> bool:
+        """Whether the server carries the request out under this fault."""
+        return self.status is None and self.drop != "before"
+
+
+class FaultPlan:
+    """The faults waiting for each route (route names are operation names in snake_case)."""
+
+    def __init__(self) -> None:
+        self._scripted: dict[str, deque[Fault]] = {}
+        self._random: dict[str | None, tuple[float, tuple[Fault, ...], random.Random]] = {}
+
+    def add(self, route: str, fault: Fault, times: int = 1) -> None:
+        """Make the next ``times`` requests on ``route`` meet ``fault``."""
+        self._scripted.setdefault(route, deque()).extend([fault] * times)
+
+    def add_random(
+        self,
+        route: str | None,
+        rate: float,
+        faults: Sequence[Fault],
+        *,
+        seed: int = 0,
+    ) -> None:
+        """From now on, each request on ``route`` (None: any) meets one of ``faults``
+        with probability ``rate``, drawn from a generator seeded with ``seed``."""
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError("rate must be within [0, 1]")
+        if not faults:
+            raise ValueError("faults must not be empty")
+        self._random[route] = (rate, tuple(faults), random.Random(seed))
+
+    def clear(self) -> None:
+        """Remove every scripted and random fault."""
+        self._scripted.clear()
+        self._random.clear()
+
+    def next(self, route: str) -> Fault | None:
+        """The fault for the request now arriving on ``route``, if any."""
+        queue = self._scripted.get(route)
+        if queue:
+            return queue.popleft()
+        for key in (route, None):
+            entry = self._random.get(key)
+            if entry is not None:
+                rate, faults, rng = entry
+                if rng.random() < rate:
+                    return rng.choice(faults)
+                return None
+        return None
