@@ -12,29 +12,49 @@ from .errors import (
     HathoraTimeoutError,
     NotFoundError,
     PaymentRequiredError,
+    ProcessFailedError,
+    ProcessWaitTimeoutError,
     RateLimitedError,
     RequestTimeoutError,
     ResponseDecodeError,
+    RoomDestroyedError,
+    RoomWaitTimeoutError,
     ServerError,
     UnauthorizedError,
     UnprocessableEntityError,
 )
 from .models import (
     ApiResponse,
+    ConnectionInfoV2,
     ExposedPort,
     OpenEnum,
     ProcessStatus,
     ProcessV2,
     Region,
+    Room,
+    RoomAllocation,
+    RoomConnectionData,
+    RoomReadyStatus,
+    RoomStatus,
+    RoomWithoutAllocations,
     TransportType,
 )
+from .pool import RegionCounts, WarmPool
+from .prealloc import PreallocationEvent, PreallocationFailure, PreallocationResult
 from .processes import ProcessesApi
 from .retry import RetryPolicy, Timeouts
+from .rooms import ActiveRoom, RoomsApi
 
 __all__ = [
     "__version__",
     "HathoraClient",
     "ProcessesApi",
+    "RoomsApi",
+    "PreallocationEvent",
+    "PreallocationFailure",
+    "PreallocationResult",
+    "RegionCounts",
+    "WarmPool",
     "RetryPolicy",
     "Timeouts",
     "ApiResponse",
@@ -44,6 +64,14 @@ __all__ = [
     "ProcessV2",
     "Region",
     "TransportType",
+    "ActiveRoom",
+    "ConnectionInfoV2",
+    "Room",
+    "RoomAllocation",
+    "RoomConnectionData",
+    "RoomReadyStatus",
+    "RoomStatus",
+    "RoomWithoutAllocations",
     "HathoraError",
     "ClientClosedError",
     "ApiError",
@@ -59,4 +87,8 @@ __all__ = [
     "HathoraConnectionError",
     "HathoraTimeoutError",
     "ResponseDecodeError",
+    "ProcessFailedError",
+    "ProcessWaitTimeoutError",
+    "RoomDestroyedError",
+    "RoomWaitTimeoutError",
 ]

@@ -28,6 +28,32 @@ MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 # How much of a response body an exception keeps.
 MAX_ERROR_BODY_BYTES = 64 * 1024
 
+# Waiting for a process to run: a little above Hathora's 100 s port-binding deadline.
+DEFAULT_WAIT_TIMEOUT = 105.0
+DEFAULT_POLL_INTERVAL = 1.0
+DEFAULT_MAX_POLL_INTERVAL = 5.0
+POLL_BACKOFF_MULTIPLIER = 1.5
+
+# Pre-allocation: in-flight HTTP requests of one preallocate() call.
+DEFAULT_PREALLOC_CONCURRENCY = 32
+# How far before a preallocate() call a process may be dated and still count as
+# a probable stray of it (allows for clock skew between client and server).
+STRAY_CLOCK_SKEW = 30.0
+
+# Warm pool.
+DEFAULT_POOL_POLL_INTERVAL = 5.0
+DEFAULT_POOL_CONCURRENCY = 8
+DEFAULT_POOL_MAX_BACKOFF = 60.0
+
+# Rooms. Limits are the spec's RoomId and RoomConfig schemas.
+ROOM_ID_MAX_LENGTH = 100
+ROOM_CONFIG_MAX_LENGTH = 10_000
+# Client-generated room ids: 16 of [a-z0-9] is about 82 random bits, so two never collide.
+GENERATED_ROOM_ID_LENGTH = 16
+# A room on a running process is active at once; a cold start waits for a process
+# to boot, bounded like a process wait by Hathora's 100 s port-binding deadline.
+DEFAULT_ROOM_POLL_INTERVAL = 0.5
+
 ENV_TOKEN = "HATHORA_TOKEN"
 ENV_APP_ID = "HATHORA_APP_ID"
 ENV_BASE_URL = "HATHORA_BASE_URL"

@@ -1,22 +1,27 @@
 """Wire (camelCase JSON) to model conversion, built once at import.
 
 Two cattrs converters share one set of strict hooks. The fast one runs without
-detailed validation; only when it fails does the explaining one decode the same
-data again, to say precisely what was wrong (path and expected type).
+detailed validation, and structures attrs models with functions generated once
+per class that check those same rules inline (``_structgen``); only when it
+fails does the explaining one decode the same data again, to say precisely what
+was wrong (path and expected type).
 """
 
 from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any, TypeVar, get_args, get_origin
 
 import attrs
 import cattrs
+from cattrs.errors import IterableValidationError, IterableValidationNote
 from cattrs.gen import make_dict_structure_fn, override
 
+from ._structgen import fast_attrs_hook
 from .models import OpenEnum
 
 T = TypeVar("T")
@@ -55,18 +60,32 @@ def _structure_bool(value: Any, _: Any) -> bool:
     return value
 
 
+# Python 3.11's fromisoformat reads RFC 3339 as sent ("Z", any fraction length).
+_READS_RFC3339 = sys.version_info >= (3, 11)
+
+
 def parse_datetime(value: str) -> datetime:
     """Parse an RFC 3339 timestamp into an aware datetime (naive means UTC)."""
+    if _READS_RFC3339:
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            parsed = _parse_datetime_compat(value)
+    else:
+        parsed = _parse_datetime_compat(value)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed
+
+
+def _parse_datetime_compat(value: str) -> datetime:
     text = value
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"
     try:
-        parsed = datetime.fromisoformat(text)
+        return datetime.fromisoformat(text)
     except ValueError:
-        parsed = _parse_datetime_slow(text)
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed
+        return _parse_datetime_slow(text)
 
 
 def _parse_datetime_slow(text: str) -> datetime:
@@ -108,7 +127,7 @@ def _is_list(tp: Any) -> bool:
 
 
 def _sequence_hook(
-    converter: cattrs.Converter, tp: Any, container: type[Any]
+    converter: cattrs.Converter, tp: Any, container: type[Any], detailed: bool
 ) -> Callable[[Any, Any], Any]:
     item_hook = converter.get_structure_hook(get_args(tp)[0])
     item_type = get_args(tp)[0]
@@ -119,7 +138,24 @@ def _sequence_hook(
             raise TypeError(f"expected an array, got {type(value).__name__}")
         return container([item_hook(item, item_type) for item in value])
 
-    return structure_sequence
+    def explain_sequence(value: Any, _: Any) -> Any:
+        # As above, but says which item failed, so the path reads `$.ports[1].port`.
+        if type(value) is not list:
+            raise TypeError(f"expected an array, got {type(value).__name__}")
+        errors: list[Exception] = []
+        for index, item in enumerate(value):
+            try:
+                item_hook(item, item_type)
+            except Exception as exc:  # every failure is collected and reported
+                note = IterableValidationNote(f"Structuring item @ index {index}", index, item_type)
+                # Exception notes are 3.11+; cattrs reads the attribute on 3.10 too.
+                exc.__notes__ = [*getattr(exc, "__notes__", []), note]  # type: ignore[attr-defined]
+                errors.append(exc)
+        if errors:
+            raise IterableValidationError(f"While structuring {tp!r}", errors, tp)
+        return structure_sequence(value, tp)
+
+    return explain_sequence if detailed else structure_sequence
 
 
 def _attrs_hook(converter: cattrs.Converter, cls: type[Any]) -> Callable[[Any, Any], Any]:
@@ -134,6 +170,11 @@ def _attrs_hook(converter: cattrs.Converter, cls: type[Any]) -> Callable[[Any, A
     return structure_object
 
 
+# The types whose hooks above accept only that exact type: the generated fast
+# functions check them inline instead of calling the hook.
+_EXACT: tuple[type[Any], ...] = (str, int, bool)
+
+
 def _build(detailed: bool) -> cattrs.Converter:
     converter = cattrs.Converter(detailed_validation=detailed, forbid_extra_keys=False)
     # Class registrations dispatch on the most specific class in the MRO, so the
@@ -144,12 +185,22 @@ def _build(detailed: bool) -> cattrs.Converter:
     converter.register_structure_hook(datetime, _structure_datetime)
     converter.register_structure_hook(OpenEnum, _structure_open_enum)
     converter.register_structure_hook_factory(
-        _is_homogeneous_tuple, lambda tp: _sequence_hook(converter, tp, tuple)
+        _is_homogeneous_tuple, lambda tp: _sequence_hook(converter, tp, tuple, detailed)
     )
     converter.register_structure_hook_factory(
-        _is_list, lambda tp: _sequence_hook(converter, tp, list)
+        _is_list, lambda tp: _sequence_hook(converter, tp, list, detailed)
     )
-    converter.register_structure_hook_factory(attrs.has, lambda cls: _attrs_hook(converter, cls))
+    if detailed:
+        converter.register_structure_hook_factory(
+            attrs.has, lambda cls: _attrs_hook(converter, cls)
+        )
+    else:
+        converter.register_structure_hook_factory(
+            attrs.has,
+            lambda cls: fast_attrs_hook(
+                converter, cls, rename=camel, exact=_EXACT, parse_datetime=parse_datetime
+            ),
+        )
     return converter
 
 

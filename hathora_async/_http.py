@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Generic, NoReturn, TypeVar
 
@@ -75,7 +76,24 @@ class CallOptions:
             total=remaining,
             connect=min(self.timeouts.connect, remaining),
             sock_read=min(self.timeouts.read, remaining),
+            # aiohttp rounds timeouts above this up to a whole second: a deadline
+            # must not fire late, so never round.
+            ceil_threshold=math.inf,
         )
+
+
+class _SecretHeader(str):
+    """A header value (the credential) whose repr is redacted.
+
+    aiohttp copies header values into its own multidicts, and those show up as
+    frame locals in tracebacks formatted with ``capture_locals=True``; the value
+    itself must hide, wherever it is copied to.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'<redacted>'"
 
 
 class _Redacted(dict[str, str]):
@@ -142,12 +160,17 @@ class Transport:
         self.base_url = base_url
         self._base_path = base_url.raw_path.rstrip("/")
         self._headers = _Redacted(headers)
+        if "Authorization" in self._headers:
+            self._headers["Authorization"] = _SecretHeader(self._headers["Authorization"])
         self._session = session
         self._owns_session = session is None
         self._max_connections = max_connections
         self._trace_configs = list(trace_configs) if trace_configs else None
         self._closed = False
-        self._close_event: asyncio.Event | None = None
+        # Tasks now inside ``request``, so that ``close()`` can end them wherever
+        # they wait (connecting, a pool slot, the answer, a pause between attempts).
+        self._inflight: set[asyncio.Task[Any]] = set()
+        self._cancelled_by_close: set[asyncio.Task[Any]] = set()
 
     @property
     def closed(self) -> bool:
@@ -176,12 +199,15 @@ class Transport:
         return self._session
 
     async def close(self) -> None:
-        """Close the owned session exactly once; end calls waiting to retry."""
+        """Close the owned session exactly once; end the calls in flight."""
         if self._closed:
             return
         self._closed = True
-        if self._close_event is not None:
-            self._close_event.set()
+        current = asyncio.current_task()
+        for task in self._inflight:
+            if task is not current:
+                self._cancelled_by_close.add(task)
+                task.cancel()
         session, self._session = self._session, None
         if session is not None and self._owns_session:
             await session.close()
@@ -199,6 +225,32 @@ class Transport:
 
         ``path_segments`` must already be encoded (see ``_paths.segment``).
         """
+        task = asyncio.current_task()
+        if task is None:
+            return await self._send(endpoint, path_segments, options, query, json_body)
+        self._inflight.add(task)
+        try:
+            return await self._send(endpoint, path_segments, options, query, json_body)
+        except asyncio.CancelledError:
+            if task in self._cancelled_by_close and _only_cancelled_by_close(task):
+                error = ClientClosedError("the HathoraClient was closed during the call")
+                path = self._base_path + endpoint.path.format(*path_segments)
+                # Closed mid-call: a create may or may not have reached the server.
+                error._locate(endpoint.method, path, outcome_unknown=not endpoint.idempotent)
+                raise error from None
+            raise
+        finally:
+            self._inflight.discard(task)
+            self._cancelled_by_close.discard(task)
+
+    async def _send(
+        self,
+        endpoint: Endpoint[T],
+        path_segments: tuple[str, ...],
+        options: CallOptions,
+        query: Query | None,
+        json_body: bytes | None,
+    ) -> ApiResponse[T]:
         session = self.open()
         path = self._base_path + endpoint.path.format(*path_segments)
         url = self.base_url.with_path(path, encoded=True)
@@ -246,6 +298,7 @@ class Transport:
             unknown = sent and not endpoint.idempotent
             error._locate(endpoint.method, path, outcome_unknown=unknown)
             retries += 1
+            error.attempts = retries
             remaining = deadline - clock()
             delay = self._delay_or_raise(error, retryable, retries, policy, remaining)
             if logger.isEnabledFor(logging.DEBUG):
@@ -312,24 +365,25 @@ class Transport:
         return delay
 
     async def _pause(self, delay: float, sleep: Callable[[float], Awaitable[None]]) -> None:
-        """Sleep between attempts, ended at once by ``close()``."""
-        if self._close_event is None:
-            self._close_event = asyncio.Event()
-        closing = asyncio.ensure_future(self._close_event.wait())
-        sleeping = asyncio.ensure_future(sleep(delay))
-        try:
-            await asyncio.wait((closing, sleeping), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            closing.cancel()
-            sleeping.cancel()
+        """Sleep between attempts; ``close()`` cancels the sleep (see ``request``)."""
+        if not self._closed:
+            await sleep(delay)
         if self._closed:
             raise ClientClosedError("the HathoraClient was closed during the call")
+
+
+def _only_cancelled_by_close(task: asyncio.Task[Any]) -> bool:
+    """Withdraw close()'s cancellation; True if nobody else cancelled the task too."""
+    uncancel = getattr(task, "uncancel", None)
+    # Python 3.10 cannot tell cancellations apart: the close is the likely one.
+    return uncancel is None or uncancel() == 0
 
 
 def raise_timeout(endpoint: Endpoint[Any], path: str, last: HathoraError) -> NoReturn:
     """The deadline passed between attempts: report it with the last failure."""
     error = HathoraTimeoutError(f"call deadline exceeded; last failure: {_short(last)}")
     error._locate(endpoint.method, path, outcome_unknown=last.outcome_unknown)
+    error.attempts = last.attempts
     raise error from last
 
 

@@ -15,13 +15,15 @@ import attrs
 from yarl import URL
 
 from . import _constants as C
-from ._http import CallOptions, Endpoint, Query, Transport
+from ._http import CallOptions, Endpoint, Query, Transport, _SecretHeader
 from ._paths import segment
 from .models import ApiResponse
 from .retry import RetryPolicy, Timeouts
 
 if TYPE_CHECKING:
+    from .prealloc import Plan, PreallocationEvent, PreallocationResult
     from .processes import ProcessesApi
+    from .rooms import RoomsApi
 
 __all__ = ["HathoraClient"]
 
@@ -38,6 +40,13 @@ class _Secret:
 
     def reveal(self) -> str:
         return self._value
+
+    def check(self) -> None:
+        """Refuse an unusable token, without the token ever being a frame local."""
+        if not isinstance(self._value, str) or not self._value:
+            raise ValueError("token must be a non-empty string")
+        if any(ch in self._value for ch in "\r\n\x00"):
+            raise ValueError("token contains a control character")
 
     def __repr__(self) -> str:
         return "<redacted>"
@@ -89,6 +98,7 @@ class HathoraClient:
     """
 
     processes: ProcessesApi
+    rooms: RoomsApi
 
     def __init__(
         self,
@@ -105,15 +115,13 @@ class HathoraClient:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        # Rebind at once, so even this frame's locals never show the token.
-        secret = _Secret(token) if token is not None else None
+        # Wrap (this cannot fail) and rebind at once, so that no local of this
+        # frame, shown by a traceback formatted with capture_locals, holds the token.
+        # from_env passes a _Secret already, so its frame never holds it either.
+        secret = token if isinstance(token, _Secret) else None if token is None else _Secret(token)
         token = None
         if secret is not None:
-            value = secret.reveal()
-            if not isinstance(value, str) or not value:
-                raise ValueError("token must be a non-empty string")
-            if any(ch in value for ch in "\r\n\x00"):
-                raise ValueError("token contains a control character")
+            secret.check()
         if app_id is not None:
             segment(app_id, "app_id")
         if isinstance(max_connections, bool) or max_connections < 1:
@@ -123,7 +131,7 @@ class HathoraClient:
         url = _check_base_url(base_url, allow_insecure_http)
         headers = {"Accept": "application/json", "User-Agent": C.USER_AGENT}
         if secret is not None:
-            headers["Authorization"] = f"Bearer {secret.reveal()}"
+            headers["Authorization"] = _SecretHeader(f"Bearer {secret.reveal()}")
         self._token = secret
         self._app_id = app_id
         self._transport = Transport(
@@ -143,8 +151,10 @@ class HathoraClient:
 
     def _bind_apis(self) -> None:
         from .processes import ProcessesApi
+        from .rooms import RoomsApi
 
         self.processes = ProcessesApi(self)
+        self.rooms = RoomsApi(self)
 
     @classmethod
     def from_env(cls, **kwargs: Any) -> HathoraClient:
@@ -153,10 +163,11 @@ class HathoraClient:
         Keyword arguments are passed on to the constructor and win over the
         environment.
         """
-        token = os.environ.get(C.ENV_TOKEN)
-        if not token and "token" not in kwargs:
-            raise ValueError(f"{C.ENV_TOKEN} is not set")
-        kwargs.setdefault("token", token)
+        if "token" not in kwargs:
+            if not os.environ.get(C.ENV_TOKEN):
+                raise ValueError(f"{C.ENV_TOKEN} is not set")
+            # Wrapped at once: no local of this frame holds the plain token.
+            kwargs["token"] = _Secret(os.environ[C.ENV_TOKEN])
         if os.environ.get(C.ENV_APP_ID):
             kwargs.setdefault("app_id", os.environ[C.ENV_APP_ID])
         if os.environ.get(C.ENV_BASE_URL):
@@ -235,10 +246,63 @@ class HathoraClient:
         await self._transport.close()
 
     def __repr__(self) -> str:
+        if not hasattr(self, "_options"):
+            # A constructor that raised, as a traceback with capture_locals shows it.
+            return "HathoraClient(<not constructed>)"
         return (
             f"HathoraClient(base_url={str(self._transport.base_url)!r}, "
             f"app_id={self._app_id!r}, token={'<redacted>' if self._token else None}, "
             f"closed={self.closed})"
+        )
+
+    async def preallocate(
+        self,
+        plan: Plan,
+        *,
+        concurrency: int = C.DEFAULT_PREALLOC_CONCURRENCY,
+        per_region_concurrency: int | None = None,
+        wait: bool = True,
+        timeout: float = C.DEFAULT_WAIT_TIMEOUT,
+        poll_interval: float = C.DEFAULT_POLL_INTERVAL,
+        max_poll_interval: float = C.DEFAULT_MAX_POLL_INTERVAL,
+        on_event: Callable[[PreallocationEvent], None] | None = None,
+        reconcile: bool = True,
+        stop_on_cancel: bool = True,
+        app_id: str | None = None,
+    ) -> PreallocationResult:
+        """Create processes across regions at once, e.g. ``{Region.SEATTLE: 5}``.
+
+        At most ``concurrency`` requests are in flight (and at most
+        ``per_region_concurrency`` per region). With ``wait`` each process is
+        polled until ``running`` (``timeout`` seconds each, counted from its
+        create; see ``processes.wait_for_process``). Failures are part of the
+        ``PreallocationResult``, not raised; with ``reconcile``, regions where a
+        create's outcome is unknown are listed afterwards to find the processes
+        it may have made (``result.strays``). ``on_event`` (a plain function)
+        hears ``PreallocationEvent``s as they happen: ``created`` the moment
+        each create returns, then ``running`` or ``failed``.
+
+        On cancellation, creates already sent are let finish (bounded by the
+        call timeout) so no process goes unreported, waits end at once, and
+        with ``stop_on_cancel`` every process created so far is stopped before
+        ``CancelledError`` propagates; either way each was first reported to
+        ``on_event`` as ``created``.
+        """
+        from .prealloc import run_preallocation
+
+        return await run_preallocation(
+            self,
+            plan,
+            concurrency=concurrency,
+            per_region_concurrency=per_region_concurrency,
+            wait=wait,
+            timeout=timeout,
+            poll_interval=poll_interval,
+            max_poll_interval=max_poll_interval,
+            on_event=on_event,
+            reconcile=reconcile,
+            stop_on_cancel=stop_on_cancel,
+            app_id=app_id,
         )
 
     def _app_segment(self, app_id: str | None) -> str:

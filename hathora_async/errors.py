@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .models import ConnectionInfoV2, ProcessV2
 
 __all__ = [
     "HathoraError",
@@ -20,6 +24,10 @@ __all__ = [
     "HathoraConnectionError",
     "HathoraTimeoutError",
     "ResponseDecodeError",
+    "ProcessFailedError",
+    "ProcessWaitTimeoutError",
+    "RoomDestroyedError",
+    "RoomWaitTimeoutError",
 ]
 
 
@@ -30,11 +38,19 @@ class HathoraError(Exception):
     been acted on although the call failed: only ever set for requests that are
     not safe to repeat (``create_process``). A caller seeing it should reconcile,
     for example with ``get_latest_processes``, before creating again.
+
+    ``attempts`` is how many attempts the call made (1: no retry). ``room_id``
+    is set on errors of ``create_room`` (and the room errors): the id the call
+    used, so a room an attempt may have made can be looked up.
     """
 
     outcome_unknown: bool = False
     method: str | None = None
     path: str | None = None
+    # How many attempts the call had made when it failed (1: it was not retried).
+    attempts: int = 1
+    # The room id a failed create_room used (generated or given), to look the room up.
+    room_id: str | None = None
 
     def _locate(self, method: str, path: str, *, outcome_unknown: bool) -> None:
         self.method = method
@@ -150,6 +166,62 @@ class ResponseDecodeError(HathoraError):
         self.status = status
         self.description = description
         self.body = body
+
+
+class ProcessFailedError(HathoraError):
+    """A process awaited to run turned ``failed``, ``draining``, ``stopping`` or ``stopped``.
+
+    It will never run. ``process`` is its last observed state.
+    """
+
+    def __init__(self, process: ProcessV2) -> None:
+        super().__init__(f"process {process.process_id} will not run: it is {process.status.value}")
+        self.process = process
+        self.process_id = process.process_id
+        self.status = process.status
+
+
+class ProcessWaitTimeoutError(HathoraError, TimeoutError):
+    """A process was not ``running`` within the wait's ``timeout`` (seconds).
+
+    ``process`` is its last observed state (None if it was never read); the
+    last polling error, if any, is chained as ``__cause__``.
+    """
+
+    def __init__(self, process_id: str, timeout: float, process: ProcessV2 | None) -> None:
+        seen = f" (last seen {process.status.value})" if process is not None else ""
+        super().__init__(f"process {process_id} not running after {timeout:g}s{seen}")
+        self.process_id = process_id
+        self.timeout = timeout
+        self.process = process
+
+
+class RoomDestroyedError(HathoraError):
+    """A room awaited to become active was destroyed (or its process stopped) meanwhile.
+
+    It will never become active. The 404 that showed it is chained as ``__cause__``.
+    """
+
+    def __init__(self, room_id: str) -> None:
+        super().__init__(f"room {room_id} was destroyed before it became active")
+        self.room_id = room_id
+
+
+class RoomWaitTimeoutError(HathoraError, TimeoutError):
+    """A room was not ``active`` within the wait's ``timeout`` (seconds).
+
+    ``connection_info`` is its last observed state (None if it was never read);
+    the last polling error, if any, is chained as ``__cause__``.
+    """
+
+    def __init__(
+        self, room_id: str, timeout: float, connection_info: ConnectionInfoV2 | None
+    ) -> None:
+        seen = f" (last seen {connection_info.status.value})" if connection_info else ""
+        super().__init__(f"room {room_id} not active after {timeout:g}s{seen}")
+        self.room_id = room_id
+        self.timeout = timeout
+        self.connection_info = connection_info
 
 
 STATUS_ERRORS: Mapping[int, type[ApiError]] = {

@@ -18,6 +18,13 @@ __all__ = [
     "ExposedPort",
     "ProcessV2",
     "ApiResponse",
+    "RoomStatus",
+    "RoomReadyStatus",
+    "RoomAllocation",
+    "Room",
+    "RoomWithoutAllocations",
+    "ConnectionInfoV2",
+    "RoomConnectionData",
 ]
 
 T = TypeVar("T")
@@ -151,3 +158,76 @@ class ApiResponse(Generic[T]):
     status_code: int
     headers: Mapping[str, str]
     data: T
+
+
+class RoomStatus(OpenEnum):
+    """Allocation status of a room (``Room.status``)."""
+
+    SCHEDULING = "scheduling"
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    DESTROYED = "destroyed"
+
+
+class RoomReadyStatus(OpenEnum):
+    """Whether a room accepts connections yet (``ConnectionInfoV2.status``)."""
+
+    STARTING = "starting"
+    ACTIVE = "active"
+
+
+@attrs.frozen
+class RoomAllocation:
+    """One placement of a room on a process; ``unscheduled_at`` is None while it lasts."""
+
+    room_allocation_id: str
+    process_id: str
+    scheduled_at: datetime
+    unscheduled_at: datetime | None
+
+
+@attrs.frozen
+class Room:
+    """A game session or match, with its current and past allocations."""
+
+    room_id: str
+    app_id: str
+    status: RoomStatus
+    room_config: str | None
+    current_allocation: RoomAllocation | None
+    allocations: tuple[RoomAllocation, ...]
+
+
+@attrs.frozen
+class RoomWithoutAllocations:
+    """A room as the per-process room lists return it (no allocation history)."""
+
+    room_id: str
+    app_id: str
+    status: RoomStatus
+    room_config: str | None
+    current_allocation: RoomAllocation | None
+
+
+@attrs.frozen
+class ConnectionInfoV2:
+    """Where players connect to a room.
+
+    ``exposed_port`` is None (absent on the wire) until ``status`` is ``active``.
+    """
+
+    room_id: str
+    status: RoomReadyStatus
+    additional_exposed_ports: tuple[ExposedPort, ...]
+    exposed_port: ExposedPort | None = None
+
+
+@attrs.frozen
+class RoomConnectionData:
+    """The answer of ``create_room``: connection info plus the hosting process."""
+
+    room_id: str
+    process_id: str
+    status: RoomReadyStatus
+    additional_exposed_ports: tuple[ExposedPort, ...]
+    exposed_port: ExposedPort | None = None

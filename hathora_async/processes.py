@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from . import _constants as C
 from ._convert import decoder
 from ._http import Endpoint
 from ._paths import segment
 from .models import ApiResponse, OpenEnum, ProcessStatus, ProcessV2, Region, coerce_region
+from .waiting import wait_for_process
 
 if TYPE_CHECKING:
     from .client import HathoraClient
@@ -120,3 +122,31 @@ class ProcessesApi:
     async def stop_process(self, process_id: str, *, app_id: str | None = None) -> None:
         """Stop a process immediately."""
         await self.stop_process_with_http_info(process_id, app_id=app_id)
+
+    async def wait_for_process(
+        self,
+        process_id: str,
+        *,
+        timeout: float = C.DEFAULT_WAIT_TIMEOUT,
+        poll_interval: float = C.DEFAULT_POLL_INTERVAL,
+        max_poll_interval: float = C.DEFAULT_MAX_POLL_INTERVAL,
+        app_id: str | None = None,
+    ) -> ProcessV2:
+        """Poll a process until it is ``running`` and return it.
+
+        Raises ``ProcessFailedError`` (with the last ``ProcessV2``) as soon as it
+        is ``failed``, ``draining``, ``stopping`` or ``stopped``, and
+        ``ProcessWaitTimeoutError`` once ``timeout`` seconds pass (the default is
+        a little above Hathora's 100 s port-binding deadline). Polls start
+        ``poll_interval`` apart and grow 1.5x per poll up to
+        ``max_poll_interval``; network errors, 429s and 5xx answers are polled
+        through until the deadline. Cancelling it stops it at once.
+        """
+        return await wait_for_process(
+            self._client,
+            process_id,
+            timeout=timeout,
+            poll_interval=poll_interval,
+            max_poll_interval=max_poll_interval,
+            app_id=app_id,
+        )

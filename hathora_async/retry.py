@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -85,7 +86,11 @@ class RetryPolicy:
 
     def backoff(self, retry_number: int, rng: random.Random | None = None) -> float:
         """The wait before retry number ``retry_number`` (1 for the first retry)."""
-        bound = min(self.max_delay, self.initial_delay * self.multiplier ** (retry_number - 1))
+        try:
+            growth = self.multiplier ** (retry_number - 1)
+        except OverflowError:  # thousands of attempts: the cap rules long before
+            growth = math.inf
+        bound = min(self.max_delay, self.initial_delay * growth)
         if not self.jitter:
             return bound
         return (rng or random).uniform(0.0, bound)
@@ -96,7 +101,8 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     if not value:
         return None
     text = value.strip()
-    if text.isdigit():
+    # isdigit alone also accepts non-ASCII digits such as "²", which float() refuses.
+    if text.isascii() and text.isdigit():
         return float(text)
     try:
         when = parsedate_to_datetime(text)

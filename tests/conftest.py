@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hostile import HostileServer, hostile_server
 
 from hathora_async import HathoraClient, RetryPolicy
 from hathora_async.testing import FakeHathora
@@ -44,3 +45,10 @@ def spec() -> dict[str, Any]:
     with SPEC_PATH.open() as f:
         document: dict[str, Any] = json.load(f)
     return document
+
+
+@pytest.fixture
+async def hostile() -> AsyncIterator[HostileServer]:
+    """A hostile server (tests/hostile.py): canned answers, every raw request recorded."""
+    async with hostile_server() as server:
+        yield server

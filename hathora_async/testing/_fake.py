@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from ._faults import FaultPlan
+from ._rooms import PUBLIC_ROUTES, RoomBook, RoomRoutes
 from ._state import REGIONS, Delay, FakeApp, FakeProcess, World, sample
 
 __all__ = ["FakeHathora"]
@@ -59,6 +60,8 @@ class FakeHathora:
     Every request waits ``latency`` (a number or a range) first. Randomness comes
     from ``seed``; time from ``clock`` (default: ``time.monotonic``; a
     ``ManualClock`` makes lifecycle tests instant). ``faults`` injects failures.
+    RoomsV2 is served too: rooms take free slots on running processes of their
+    region, or start a new process, and die with their process.
     """
 
     def __init__(
@@ -100,6 +103,7 @@ class FakeHathora:
         self._host = host
         self._port = port
         self._runner: web.AppRunner | None = None
+        self._rooms = RoomBook(self.world)
         self.app = self._build_app()
 
     # -- server lifecycle --------------------------------------------------
@@ -119,13 +123,20 @@ class FakeHathora:
         app.router.add_post(
             "/processes/v2/{app_id}/stop/{process_id}", route("stop_process", self._stop)
         )
+        for method, path, name, action in RoomRoutes(self._rooms).routes():
+            app.router.add_route(method, path, route(name, action))
         return app
 
     async def start(self) -> None:
         """Start serving (``async with`` does this)."""
         if self._runner is not None:
             return
-        runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        # handler_cancellation: a client that hangs up mid-request (cancelled,
+        # timed out) ends its handler, as a real server would, so the connection
+        # is gone at once (open_connections) and no handler outlives close().
+        runner = web.AppRunner(
+            self.app, access_log=None, handle_signals=False, handler_cancellation=True
+        )
         await runner.setup()
         site = web.TCPSite(runner, self._host, self._port)
         try:
@@ -209,6 +220,17 @@ class FakeHathora:
     def fail_process(self, process_id: str) -> None:
         """Make a process stop now, as if it crashed or was stopped elsewhere."""
         self.world.stop_process(self._find(process_id))
+        self._rooms.settle()
+
+    @property
+    def rooms_created(self) -> int:
+        """How many rooms the fake has created, over all apps."""
+        return self._rooms.created
+
+    def room(self, room_id: str) -> dict[str, Any]:
+        """A room as GetRoomInfo would return it (``Room`` JSON, destroyed ones too)."""
+        self._rooms.settle()
+        return self._rooms.room_json(self._rooms.rooms[room_id])
 
     # -- request handling --------------------------------------------------
 
@@ -233,8 +255,12 @@ class FakeHathora:
             return self._drop(request)
         auth = request.headers.get("Authorization", "")
         scheme, _, token = auth.partition(" ")
-        if scheme.lower() != "bearer" or token not in self.world.tokens:
+        if route not in PUBLIC_ROUTES and (
+            scheme.lower() != "bearer" or token not in self.world.tokens
+        ):
             return _error(401, "Invalid or missing bearer token")
+        # Rooms die with their process; record that before anything reads them.
+        self._rooms.settle()
         app = self.world.apps.get(request.match_info["app_id"])
         if app is None:
             return _error(404, f"App {request.match_info['app_id']} not found")

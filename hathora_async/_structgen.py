@@ -1,0 +1,187 @@
+"""Fast structure functions for attrs models, generated once per class.
+
+The fast converter's hook for an attrs class is a plain function, written from
+the class's fields the first time the class is seen, that checks every value's
+JSON type inline (str is str, int is int and not bool, arrays are lists,
+objects are dicts) and builds the instance in one call. It is exactly as strict
+as the explaining converter's hooks but says nothing about what went wrong: on
+any failure the caller decodes again with detailed validation to explain it.
+Types it does not inline are handed to the converter's own hook, so new models
+and field types work without touching this module.
+"""
+
+from __future__ import annotations
+
+import inspect
+import types
+import typing
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, get_args, get_origin
+
+import attrs
+import cattrs
+
+from .models import OpenEnum
+
+__all__ = ["fast_attrs_hook"]
+
+_UNION_TYPES = (typing.Union, types.UnionType)
+
+
+class _Source:
+    """The lines of one generated function and the names it refers to."""
+
+    def __init__(
+        self,
+        converter: cattrs.Converter,
+        exact: tuple[type[Any], ...],
+        parse_datetime: Callable[[str], datetime],
+    ) -> None:
+        self.lines: list[str] = []
+        self.names: dict[str, Any] = {"_parse_datetime": parse_datetime}
+        self.converter = converter
+        self.exact = exact
+
+    def name(self, prefix: str, value: Any) -> str:
+        """A global of the generated function bound to ``value``."""
+        name = f"_{prefix}{len(self.names)}"
+        self.names[name] = value
+        return name
+
+    def add(self, indent: int, line: str) -> None:
+        self.lines.append("    " * indent + line)
+
+    def check(self, var: str, tp: Any, indent: int) -> None:
+        """Lines that validate ``var`` as ``tp`` and rebind it to the structured value."""
+        if tp in self.exact:
+            self.add(indent, f"if type({var}) is not {tp.__name__}: raise TypeError")
+        elif tp is datetime:
+            self.add(indent, f"if type({var}) is not str: raise TypeError")
+            self.add(indent, f"{var} = _parse_datetime({var})")
+        elif isinstance(tp, type) and issubclass(tp, OpenEnum):
+            # The member table first; a miss goes through the class (new values).
+            members = self.name("members", tp._value2member_map_)
+            cls = self.name("enum", tp)
+            self.add(indent, f"if type({var}) is not str: raise TypeError")
+            self.add(indent, f"{var} = {members}.get({var}) or {cls}({var})")
+        elif get_origin(tp) in _UNION_TYPES and type(None) in get_args(tp):
+            rest = [arg for arg in get_args(tp) if arg is not type(None)]
+            self.add(indent, f"if {var} is not None:")
+            self.check(var, rest[0] if len(rest) == 1 else typing.Union[tuple(rest)], indent + 1)
+        elif _sequence_container(tp) is not None:
+            container = self.name("container", _sequence_container(tp))
+            item_type = get_args(tp)[0]
+            item = self.name("hook", self.converter.get_structure_hook(item_type))
+            item_tp = self.name("type", item_type)
+            self.add(indent, f"if type({var}) is not list: raise TypeError")
+            self.add(indent, f"{var} = {container}([{item}(x, {item_tp}) for x in {var}])")
+        elif tp is None or tp is Any:
+            pass  # no declared type: kept as decoded, as cattrs does
+        else:
+            # Nested models (their own generated function) and anything else.
+            hook = self.name("hook", self.converter.get_structure_hook(tp))
+            self.add(indent, f"{var} = {hook}({var}, {self.name('type', tp)})")
+
+
+def _sequence_container(tp: Any) -> type[Any] | None:
+    args = get_args(tp)
+    if get_origin(tp) is list and len(args) == 1:
+        return list
+    if get_origin(tp) is tuple and len(args) == 2 and args[1] is Ellipsis:
+        return tuple
+    return None
+
+
+def _slot_setters(cls: type[Any]) -> list[Any] | None:
+    """Each field's slot setter, when filling the slots is all ``__init__`` does.
+
+    Calling the attrs ``__init__`` of a frozen class costs a bound
+    ``object.__setattr__`` call per field; setting the slots directly builds the
+    same object in about 80% of the time. Anything more in the class (defaults,
+    validators, converters, init hooks, other slots such as a cached hash)
+    leaves it to ``__init__``.
+    """
+    fields = attrs.fields(cls)
+    if any(
+        f.default is not attrs.NOTHING or not f.init or f.validator or f.converter for f in fields
+    ):
+        return None
+    if hasattr(cls, "__attrs_pre_init__") or hasattr(cls, "__attrs_post_init__"):
+        return None
+    code = getattr(cls.__dict__.get("__init__"), "__code__", None)
+    if code is None or not code.co_filename.startswith("<attrs generated"):
+        return None
+    if cls.__new__ is not object.__new__:
+        return None
+    slots: set[str] = set()
+    for klass in cls.__mro__:
+        declared = klass.__dict__.get("__slots__", ())
+        slots.update([declared] if isinstance(declared, str) else declared)
+    if slots - {"__weakref__"} != {f.name for f in fields}:
+        return None
+    descriptors = [inspect.getattr_static(cls, f.name) for f in fields]
+    if not all(isinstance(d, types.MemberDescriptorType) for d in descriptors):
+        return None
+    return [d.__set__ for d in descriptors]
+
+
+def fast_attrs_hook(
+    converter: cattrs.Converter,
+    cls: type[Any],
+    *,
+    rename: Callable[[str], str],
+    exact: tuple[type[Any], ...],
+    parse_datetime: Callable[[str], datetime],
+) -> Callable[[Any, Any], Any]:
+    """Generate the fast structure function of the attrs class ``cls``.
+
+    It must agree with ``converter``'s own hooks: keys are ``rename(field)``,
+    values of the ``exact`` types must be exactly that type (the converter's
+    hooks for them are that strict), timestamps go through ``parse_datetime``
+    and open enums through their class.
+    """
+    attrs.resolve_types(cls)
+    source = _Source(converter, exact, parse_datetime)
+    source.names["_cls"] = cls
+    positional: list[str] = []
+    keywords: list[str] = []
+    optional: list[tuple[str, str]] = []
+    for index, field in enumerate(attrs.fields(cls)):
+        if not field.init:
+            continue
+        var, key = f"v{index}", rename(field.name)
+        if field.default is not attrs.NOTHING:
+            # Absent on the wire: the model's default applies.
+            source.add(1, f"if {key!r} in o:")
+            source.add(2, f"{var} = o[{key!r}]")
+            source.check(var, field.type, 2)
+            source.add(2, f"kw[{field.alias!r}] = {var}")
+            optional.append((field.alias, var))
+            continue
+        # A missing key raises KeyError: the explaining pass reports it.
+        source.add(1, f"{var} = o[{key!r}]")
+        source.check(var, field.type, 1)
+        if field.kw_only:
+            keywords.append(f"{field.alias}={var}")
+        else:
+            positional.append(var)
+    head = ["if type(o) is not dict: raise TypeError", *(["kw = {}"] if optional else [])]
+    setters = _slot_setters(cls)
+    if setters is None:
+        call = ", ".join([*positional, *keywords, *(["**kw"] if optional else [])])
+        tail = [f"return _cls({call})"]
+    else:
+        # Only required positional fields here (see _slot_setters), in field order.
+        source.names["_new"] = object.__new__
+        tail = ["obj = _new(_cls)"]
+        for var, setter in zip(positional, setters, strict=True):
+            tail.append(f"{source.name('set', setter)}(obj, {var})")
+        tail.append("return obj")
+    name = f"structure_{cls.__name__}"
+    lines = [*("    " + line for line in head), *source.lines, *("    " + line for line in tail)]
+    text = "\n".join([f"def {name}(o, _=None):", *lines])
+    namespace = dict(source.names)
+    exec(compile(text, f"<fast structure of {cls.__qualname__}>", "exec"), namespace)
+    function: Callable[[Any, Any], Any] = namespace[name]
+    return function

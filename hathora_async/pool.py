@@ -1,0 +1,374 @@
+"""``WarmPool``: keep idle running processes ready in each region."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+import attrs
+
+from . import _constants as C
+from .errors import HathoraError, NotFoundError, RateLimitedError
+from .models import ProcessStatus, ProcessV2, Region, coerce_region
+from .prealloc import Plan, check_plan
+
+if TYPE_CHECKING:
+    from .client import HathoraClient
+
+__all__ = ["RegionCounts", "WarmPool"]
+
+logger = logging.getLogger(C.LOGGER_NAME)
+
+# A tracked process in one of these is gone for good. Draining is not: it still
+# hosts rooms, so it counts as busy until it stops.
+_GONE = frozenset({ProcessStatus.FAILED, ProcessStatus.STOPPING, ProcessStatus.STOPPED})
+
+
+@attrs.frozen
+class RegionCounts:
+    """A pool's processes in one region, for metrics.
+
+    ``starting``, ``idle`` (running, no rooms) and ``busy`` (hosting rooms, or
+    draining) count processes the pool tracks now. ``failed`` counts, since
+    the pool started, its processes that ended without the pool stopping them:
+    failed to boot, crashed, reaped when idle, or stopped elsewhere.
+    """
+
+    starting: int = 0
+    idle: int = 0
+    busy: int = 0
+    failed: int = 0
+
+
+@attrs.define
+class _Tracked:
+    region: Region
+    process: ProcessV2
+
+    @property
+    def state(self) -> str:
+        status = self.process.status
+        if status == ProcessStatus.STARTING:
+            return "starting"
+        if status == ProcessStatus.RUNNING:
+            return "busy" if self.process.rooms_allocated else "idle"
+        # Draining, or a status newer than this client: not capacity, not gone.
+        return "busy"
+
+
+def _positive(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{name} must be a number > 0, got {value!r}")
+    return float(value)
+
+
+class WarmPool:
+    """Keeps at least ``targets[region]`` idle running processes in each region.
+
+    ::
+
+        async with WarmPool(client, {Region.SEATTLE: 2, Region.LONDON: 1}) as pool:
+            await pool.wait_ready()
+            ...  # rooms created in these regions land on warm processes
+
+    A background task checks the pool's processes every ``poll_interval``
+    seconds. A process that gets rooms stops being idle, so a replacement is
+    created; one that fails, stops or is reaped is dropped and replaced. Idle
+    processes above ``max_per_region`` (an int, a mapping per region, or None
+    for "the target") are stopped, oldest first. API errors (429s included)
+    never end the task: they stretch the wait before the next pass, doubling
+    up to ``max_backoff`` and honouring a 429's ``Retry-After``.
+
+    ``concurrency`` bounds the pool's requests in flight. ``sleep`` is the
+    pool's own wait between passes (default ``asyncio.sleep``, not the
+    client's, so a test clock on the client does not spin the pool).
+
+    On exit the pool lets a pass in progress finish, then, with
+    ``stop_on_exit``, stops its starting and idle processes. Busy processes
+    host matches, so they are left running unless ``stop_busy_on_exit``;
+    Hathora stops them once idle. A create whose outcome is unknown may leave
+    a process the pool does not track: with no rooms, Hathora's idle reaper
+    stops it.
+    """
+
+    def __init__(
+        self,
+        client: HathoraClient,
+        targets: Plan,
+        *,
+        max_per_region: int | Plan | None = None,
+        poll_interval: float = C.DEFAULT_POOL_POLL_INTERVAL,
+        concurrency: int = C.DEFAULT_POOL_CONCURRENCY,
+        max_backoff: float = C.DEFAULT_POOL_MAX_BACKOFF,
+        stop_on_exit: bool = True,
+        stop_busy_on_exit: bool = False,
+        app_id: str | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._targets = check_plan(targets)
+        self._max = self._check_max(max_per_region)
+        self._poll_interval = _positive(poll_interval, "poll_interval")
+        self._max_backoff = max(_positive(max_backoff, "max_backoff"), self._poll_interval)
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ValueError(f"concurrency must be an int >= 1, got {concurrency!r}")
+        client._app_segment(app_id)
+        self._client = client
+        self._app_id = app_id
+        self._concurrency = concurrency
+        self._stop_on_exit = stop_on_exit
+        self._stop_busy_on_exit = stop_busy_on_exit
+        self._sleep = sleep
+        self._tracked: dict[str, _Tracked] = {}
+        self._failed: Counter[Region] = Counter()
+        self._delay = self._poll_interval
+        self._retry_after: float | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._lock: asyncio.Lock | None = None
+        self._changed: asyncio.Condition | None = None
+        self._limit: asyncio.Semaphore | None = None
+        self._sleeping = False
+        self._closing = False
+        self._closed = False
+        self.errors = 0
+        """API errors met since the pool started."""
+        self.last_error: HathoraError | None = None
+        """The most recent API error, or None."""
+
+    def _check_max(
+        self, max_per_region: int | Plan | None
+    ) -> dict[Region, int]:
+        if max_per_region is None:
+            return dict(self._targets)
+        if isinstance(max_per_region, Mapping):
+            given = check_plan(max_per_region)
+            unknown = set(given) - set(self._targets)
+            if unknown:
+                names = ", ".join(sorted(r.value for r in unknown))
+                raise ValueError(f"max_per_region names regions without a target: {names}")
+            limits = {r: given.get(r, t) for r, t in self._targets.items()}
+        else:
+            if isinstance(max_per_region, bool) or not isinstance(max_per_region, int):
+                raise ValueError(f"max_per_region must be an int, got {max_per_region!r}")
+            limits = dict.fromkeys(self._targets, max_per_region)
+        for region, limit in limits.items():
+            if limit < self._targets[region]:
+                raise ValueError(
+                    f"max_per_region for {region.value} ({limit}) is below its target "
+                    f"({self._targets[region]})"
+                )
+        return limits
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def __aenter__(self) -> WarmPool:
+        if self._task is not None or self._closed:
+            raise RuntimeError("a WarmPool can be entered only once")
+        self._lock = asyncio.Lock()
+        self._changed = asyncio.Condition()
+        self._limit = asyncio.Semaphore(self._concurrency)
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop the background task, then stop processes as configured. Safe to call twice."""
+        if self._closed:
+            return
+        self._closing = True
+        task = self._task
+        try:
+            if task is not None:
+                if self._sleeping:
+                    task.cancel()
+                # Otherwise a pass is under way: let its creates land so none is lost.
+                await asyncio.gather(task, return_exceptions=True)
+        except asyncio.CancelledError:
+            if task is not None:
+                task.cancel()
+            raise
+        finally:
+            self._closed = True
+        if self._stop_on_exit:
+            doomed = [
+                pid
+                for pid, entry in self._tracked.items()
+                if self._stop_busy_on_exit or entry.state != "busy"
+            ]
+            await asyncio.gather(*(self._stop(pid) for pid in doomed))
+
+    async def _run(self) -> None:
+        while not self._closing:
+            try:
+                await self.refresh()
+            except HathoraError as exc:
+                self._note(exc)
+            except Exception:
+                # A bug here must not end the pool: log it and try again later.
+                logger.exception("warm pool pass failed")
+                self._delay = min(self._max_backoff, self._delay * 2)
+            if self._closing:
+                return
+            self._sleeping = True
+            try:
+                await self._sleep(self._delay)
+            finally:
+                self._sleeping = False
+
+    # -- the pass ----------------------------------------------------------
+
+    async def refresh(self) -> dict[Region, RegionCounts]:
+        """Run one pass now (poll, replace, trim) and return the new ``snapshot()``.
+
+        The background task runs the same pass; calls never overlap.
+        """
+        if self._lock is None or self._changed is None:
+            raise RuntimeError("the WarmPool is not running: use it with 'async with'")
+        if self._closed:
+            raise RuntimeError("the WarmPool is closed")
+        async with self._lock:
+            errors_before = self.errors
+            self._retry_after = None
+            await asyncio.gather(*(self._poll(pid) for pid in list(self._tracked)))
+            await self._top_up()
+            await self._trim()
+            if self.errors == errors_before:
+                self._delay = self._poll_interval
+            else:
+                backoff = min(self._max_backoff, max(self._poll_interval, self._delay * 2))
+                if self._retry_after is not None:
+                    backoff = max(backoff, min(self._retry_after, self._max_backoff))
+                self._delay = backoff
+        async with self._changed:
+            self._changed.notify_all()
+        return self.snapshot()
+
+    def _note(self, error: HathoraError) -> None:
+        self.errors += 1
+        self.last_error = error
+        if isinstance(error, RateLimitedError) and error.retry_after is not None:
+            self._retry_after = max(self._retry_after or 0.0, error.retry_after)
+        logger.warning("warm pool: %s", error)
+
+    async def _poll(self, process_id: str) -> None:
+        assert self._limit is not None
+        try:
+            async with self._limit:
+                process = await self._client.processes.get_process_info(
+                    process_id, app_id=self._app_id
+                )
+        except NotFoundError:
+            process = None
+        except HathoraError as exc:
+            self._note(exc)
+            return
+        entry = self._tracked[process_id]
+        if process is None or process.status in _GONE:
+            del self._tracked[process_id]
+            self._failed[entry.region] += 1
+            return
+        entry.process = process
+
+    async def _top_up(self) -> None:
+        creates = []
+        for region, target in self._targets.items():
+            counts = self._counts(region)
+            creates.extend([region] * max(0, target - counts.idle - counts.starting))
+        await asyncio.gather(*(self._create(region) for region in creates))
+
+    async def _create(self, region: Region) -> None:
+        assert self._limit is not None
+        try:
+            async with self._limit:
+                process = await self._client.processes.create_process(region, app_id=self._app_id)
+        except HathoraError as exc:
+            self._note(exc)
+            return
+        self._tracked[process.process_id] = _Tracked(region, process)
+
+    async def _trim(self) -> None:
+        doomed: list[str] = []
+        for region, limit in self._max.items():
+            # Oldest first (creation order breaks ties): the closest to being reaped.
+            idle = [
+                (entry.process.created_at, order, pid)
+                for order, (pid, entry) in enumerate(self._tracked.items())
+                if entry.region == region and entry.state == "idle"
+            ]
+            if len(idle) > limit:
+                idle.sort()
+                doomed.extend(pid for _, _, pid in idle[: len(idle) - limit])
+        await asyncio.gather(*(self._stop(pid) for pid in doomed))
+
+    async def _stop(self, process_id: str) -> None:
+        assert self._limit is not None
+        try:
+            async with self._limit:
+                await self._client.processes.stop_process(process_id, app_id=self._app_id)
+        except NotFoundError:
+            pass
+        except HathoraError as exc:
+            self._note(exc)
+            return
+        self._tracked.pop(process_id, None)
+
+    # -- looking at it -----------------------------------------------------
+
+    @property
+    def targets(self) -> dict[Region, int]:
+        """The idle processes wanted per region."""
+        return dict(self._targets)
+
+    def _counts(self, region: Region) -> RegionCounts:
+        states = Counter(e.state for e in self._tracked.values() if e.region == region)
+        return RegionCounts(
+            starting=states["starting"],
+            idle=states["idle"],
+            busy=states["busy"],
+            failed=self._failed[region],
+        )
+
+    def snapshot(self) -> dict[Region, RegionCounts]:
+        """Counts per region as of the last pass (cheap; no I/O)."""
+        return {region: self._counts(region) for region in self._targets}
+
+    def process_ids(self, region: Region | str | None = None) -> list[str]:
+        """The ids of the processes the pool tracks (in ``region``, if given)."""
+        if region is None:
+            return list(self._tracked)
+        wanted = coerce_region(region)
+        return [pid for pid, e in self._tracked.items() if e.region == wanted]
+
+    @property
+    def ready(self) -> bool:
+        """True when every region has at least its target of idle processes."""
+        return all(self._counts(r).idle >= t for r, t in self._targets.items())
+
+    async def wait_ready(self, timeout: float | None = None) -> None:
+        """Wait until ``ready``; ``asyncio.TimeoutError`` after ``timeout`` seconds if given."""
+        if self._changed is None or self._closed:
+            raise RuntimeError("the WarmPool is not running: use it with 'async with'")
+        changed = self._changed
+
+        async def ready() -> None:
+            async with changed:
+                await changed.wait_for(lambda: self.ready)
+
+        if timeout is None:
+            await ready()
+        else:
+            await asyncio.wait_for(ready(), timeout)
+
+    def __repr__(self) -> str:
+        targets = ", ".join(f"{r.value}: {t}" for r, t in self._targets.items())
+        return f"WarmPool(targets={{{targets}}}, closed={self._closed})"

@@ -1,0 +1,483 @@
+"""Pre-allocation: create many processes across regions at once, then wait for them.
+
+``client.preallocate(plan)`` is the entry point; this module holds the run and
+its result types. Creates go out from a fixed set of worker tasks (never more
+than ``concurrency``), so the concurrency limit is also the number of requests
+in flight; waits are cheap sleeping tasks that take a slot only to poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable, Coroutine, Mapping
+from datetime import datetime, timedelta, timezone
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal
+
+import attrs
+
+from . import _constants as C
+from .errors import HathoraError, ProcessFailedError, ProcessWaitTimeoutError
+from .models import ProcessStatus, ProcessV2, Region, coerce_region
+from .waiting import TERMINAL_STATUSES, bounded_fetch, check_wait_options, poll_until_running
+
+if TYPE_CHECKING:
+    from .client import HathoraClient
+
+__all__ = [
+    "EventKind",
+    "Plan",
+    "PreallocationEvent",
+    "PreallocationFailure",
+    "PreallocationResult",
+    "run_preallocation",
+]
+
+logger = logging.getLogger(C.LOGGER_NAME)
+
+EventKind = Literal["created", "running", "failed", "stray", "stopped"]
+
+# Region -> count. Both spellings, since a mapping's key type is invariant.
+Plan = Mapping[Region, int] | Mapping[str, int]
+
+
+@attrs.frozen
+class PreallocationEvent:
+    """One step of a pre-allocation, for progress displays and bookkeeping.
+
+    ``kind`` is one of:
+
+    - ``"created"``: a process exists (``process_id`` and ``process`` set); sent
+      the moment its create returns, so a callback sees every process id;
+    - ``"running"``: it reached ``running`` (only with ``wait=True``);
+    - ``"failed"``: a slot failed; ``error`` says why, ``process_id`` is None
+      when the create itself failed (check ``error.outcome_unknown``);
+    - ``"stray"``: reconciliation found a process that an unknown-outcome
+      create probably made;
+    - ``"stopped"``: the process was stopped because the call was cancelled.
+
+    ``elapsed`` is the seconds since this slot's create was sent (None for
+    strays and stops).
+    """
+
+    kind: EventKind
+    region: Region
+    process_id: str | None = None
+    process: ProcessV2 | None = None
+    error: HathoraError | None = None
+    elapsed: float | None = None
+
+
+@attrs.frozen
+class PreallocationFailure:
+    """A slot of the plan that did not end with a ready process.
+
+    ``process_id`` is None when the create failed; then ``outcome_unknown``
+    says whether a process may exist anyway (see ``PreallocationResult.strays``).
+    When the process was created but failed, stopped or timed out while
+    awaited, ``process_id`` is set and ``process`` is its last observed state.
+    """
+
+    region: Region
+    error: HathoraError
+    process_id: str | None = None
+    outcome_unknown: bool = False
+    process: ProcessV2 | None = None
+
+
+@attrs.define
+class PreallocationResult:
+    """What a ``preallocate`` call did. Partial failure is a normal result.
+
+    - ``requested``: the plan, per region;
+    - ``ready``: per region, the processes seen ``running`` (``wait=True``);
+    - ``starting``: per region, the processes created but not awaited
+      (``wait=False``), as their create returned them;
+    - ``failed``: every slot that did not succeed, with its reason;
+    - ``created``: the id of every process this call created, in creation
+      order, including those that later failed or timed out;
+    - ``strays``: processes found by reconciliation after creates whose outcome
+      was unknown: probably made by this call, not in ``created``. A process
+      another client created in the same region at the same time can show up
+      here too.
+    """
+
+    requested: dict[Region, int]
+    ready: dict[Region, list[ProcessV2]]
+    starting: dict[Region, list[ProcessV2]]
+    failed: list[PreallocationFailure] = attrs.Factory(list)
+    created: list[str] = attrs.Factory(list)
+    strays: list[ProcessV2] = attrs.Factory(list)
+
+    @property
+    def complete(self) -> bool:
+        """True when every requested slot has a ready (or, with ``wait=False``, created) process."""
+        return not self.failed and sum(map(len, self.ready.values())) + sum(
+            map(len, self.starting.values())
+        ) == sum(self.requested.values())
+
+
+def check_plan(plan: Plan) -> dict[Region, int]:
+    """Validate a plan before any I/O; counts of the same region add up."""
+    if not isinstance(plan, Mapping):
+        raise TypeError(f"plan must be a mapping of region to count, not {type(plan).__name__}")
+    checked: dict[Region, int] = {}
+    for region, count in plan.items():
+        key = coerce_region(region)
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError(f"count for {key.value} must be an int >= 0, got {count!r}")
+        checked[key] = checked.get(key, 0) + count
+    return checked
+
+
+def _check_limit(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    return value
+
+
+def _interleave(plan: Mapping[Region, int]) -> deque[Region]:
+    # Round-robin over regions: every region makes progress from the start, and
+    # a per-region limit rarely leaves a worker waiting while others have work.
+    left = {region: count for region, count in plan.items() if count > 0}
+    order: deque[Region] = deque()
+    while left:
+        for region in list(left):
+            order.append(region)
+            left[region] -= 1
+            if left[region] <= 0:
+                del left[region]
+    return order
+
+
+class _Limit:
+    """The per-region slot (if any), then the global one; released in reverse."""
+
+    __slots__ = ("_global", "_region")
+
+    def __init__(self, global_: asyncio.Semaphore, region: asyncio.Semaphore | None) -> None:
+        self._global = global_
+        self._region = region
+
+    async def __aenter__(self) -> None:
+        if self._region is not None:
+            await self._region.acquire()
+        try:
+            await self._global.acquire()
+        except BaseException:
+            if self._region is not None:
+                self._region.release()
+            raise
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._global.release()
+        if self._region is not None:
+            self._region.release()
+
+
+class _Tasks:
+    """Tasks of one run: join() ends when all are done or one raised unexpectedly."""
+
+    def __init__(self) -> None:
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.error: BaseException | None = None
+        self._settled = asyncio.Event()
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled():
+            error = task.exception()
+            if error is not None and self.error is None:
+                self.error = error
+        if self.error is not None or not self.tasks:
+            self._settled.set()
+
+    async def join(self) -> None:
+        while self.tasks and self.error is None:
+            self._settled.clear()
+            await self._settled.wait()
+        if self.error is not None:
+            raise self.error
+
+
+def _cancelled_in_flight() -> HathoraError:
+    error = HathoraError("create_process was cancelled while in flight")
+    error.outcome_unknown = True
+    return error
+
+
+class _Run:
+    """One ``preallocate`` call."""
+
+    def __init__(
+        self,
+        client: HathoraClient,
+        plan: dict[Region, int],
+        *,
+        concurrency: int,
+        per_region_concurrency: int | None,
+        wait: bool,
+        timeout: float,
+        poll_interval: float,
+        max_poll_interval: float,
+        on_event: Callable[[PreallocationEvent], None] | None,
+        reconcile: bool,
+        stop_on_cancel: bool,
+        app_id: str | None,
+    ) -> None:
+        self.client = client
+        self.create = client.processes.create_process
+        self.clock = client._options.clock
+        self.sleep = client._options.sleep
+        self.wait = wait
+        self.timeout = timeout
+        self.poll_interval = poll_interval
+        self.max_poll_interval = max_poll_interval
+        self.on_event = on_event
+        self.reconcile = reconcile
+        self.stop_on_cancel = stop_on_cancel
+        self.app_id = app_id
+        self.concurrency = concurrency
+        self.global_limit = asyncio.Semaphore(concurrency)
+        self.limits = {
+            region: _Limit(
+                self.global_limit,
+                asyncio.Semaphore(per_region_concurrency) if per_region_concurrency else None,
+            )
+            for region in plan
+        }
+        self.jobs = _interleave(plan)
+        self.result = PreallocationResult(
+            requested=dict(plan),
+            ready={region: [] for region in plan},
+            starting={region: [] for region in plan},
+        )
+        self.tasks = _Tasks()
+        self.in_create: set[asyncio.Task[Any] | None] = set()
+        self.region_of: dict[str, Region] = {}
+        self.stopping = False
+        self.started_at = datetime.now(timezone.utc)
+
+    # -- bookkeeping -------------------------------------------------------
+
+    def emit(self, event: PreallocationEvent) -> None:
+        if self.on_event is None:
+            return
+        try:
+            self.on_event(event)
+        except Exception:
+            # A progress display's bug must not leak billed processes.
+            logger.exception("preallocate on_event callback failed")
+
+    def failed(
+        self,
+        region: Region,
+        error: HathoraError,
+        process_id: str | None,
+        process: ProcessV2 | None,
+        started: float,
+    ) -> None:
+        unknown = process_id is None and error.outcome_unknown
+        self.result.failed.append(PreallocationFailure(region, error, process_id, unknown, process))
+        if self.on_event is not None:
+            self.emit(
+                PreallocationEvent(
+                    "failed", region, process_id, process, error, self.clock() - started
+                )
+            )
+
+    # -- the work ----------------------------------------------------------
+
+    async def run(self) -> PreallocationResult:
+        for _ in range(min(self.concurrency, len(self.jobs))):
+            self.tasks.spawn(self.worker())
+        try:
+            await self.tasks.join()
+            if self.reconcile:
+                await self.find_strays()
+        except BaseException:
+            await self.abort()
+            raise
+        return self.result
+
+    async def worker(self) -> None:
+        jobs = self.jobs
+        while jobs and not self.stopping:
+            await self.create_one(jobs.popleft())
+
+    async def create_one(self, region: Region) -> None:
+        task = asyncio.current_task()
+        async with self.limits[region]:
+            started = self.clock()
+            self.in_create.add(task)
+            try:
+                process = await self.create(region, app_id=self.app_id)
+            except HathoraError as exc:
+                self.failed(region, exc, None, None, started)
+                return
+            except asyncio.CancelledError:
+                # Only a second cancellation (or a closing loop) gets here.
+                self.failed(region, _cancelled_in_flight(), None, None, started)
+                raise
+            finally:
+                self.in_create.discard(task)
+        self.result.created.append(process.process_id)
+        self.region_of[process.process_id] = region
+        if self.on_event is not None:
+            self.emit(
+                PreallocationEvent(
+                    "created", region, process.process_id, process, None, self.clock() - started
+                )
+            )
+        if not self.wait:
+            self.result.starting[region].append(process)
+        elif not self.stopping:
+            self.tasks.spawn(self.wait_one(region, process, started))
+
+    async def wait_one(self, region: Region, process: ProcessV2, started: float) -> None:
+        inner = bounded_fetch(self.client, process.process_id, self.app_id)
+        limit = self.limits[region]
+
+        async def fetch(deadline: float) -> ProcessV2:
+            async with limit:
+                return await inner(deadline)
+
+        try:
+            running = await poll_until_running(
+                fetch,
+                process.process_id,
+                timeout=self.timeout,
+                poll_interval=self.poll_interval,
+                max_poll_interval=self.max_poll_interval,
+                sleep=self.sleep,
+                clock=self.clock,
+                first=process,
+            )
+        except (ProcessFailedError, ProcessWaitTimeoutError) as exc:
+            self.failed(region, exc, process.process_id, exc.process or process, started)
+            return
+        except HathoraError as exc:
+            self.failed(region, exc, process.process_id, process, started)
+            return
+        self.result.ready[region].append(running)
+        if self.on_event is not None:
+            self.emit(
+                PreallocationEvent(
+                    "running", region, running.process_id, running, None, self.clock() - started
+                )
+            )
+
+    async def find_strays(self) -> None:
+        """Look for processes that creates with an unknown outcome may have made."""
+        regions = {f.region for f in self.result.failed if f.outcome_unknown}
+        if not regions:
+            return
+        known = set(self.result.created)
+        since = self.started_at - timedelta(seconds=C.STRAY_CLOCK_SKEW)
+        for region in regions:
+            try:
+                async with self.limits[region]:
+                    latest = await self.client.processes.get_latest_processes(
+                        region=[region], app_id=self.app_id
+                    )
+            except HathoraError as exc:
+                logger.warning("cannot look for stray processes in %s: %s", region.value, exc)
+                continue
+            for process in latest:
+                if process.process_id in known or process.created_at < since:
+                    continue
+                if process.status in TERMINAL_STATUSES and process.status != ProcessStatus.FAILED:
+                    continue
+                known.add(process.process_id)
+                self.result.strays.append(process)
+                self.emit(PreallocationEvent("stray", region, process.process_id, process))
+
+    async def abort(self) -> None:
+        """Cancelled (or broken): end the work, keeping every created process known.
+
+        Creates already sent are let finish, bounded by the client's call
+        deadline, so the processes they make are reported; everything else
+        stops at once. Then, with ``stop_on_cancel``, every created process is
+        stopped. A second cancellation gives up waiting.
+        """
+        self.stopping = True
+        for task in list(self.tasks.tasks):
+            if task not in self.in_create:
+                task.cancel()
+        try:
+            if self.tasks.tasks:
+                await asyncio.wait(set(self.tasks.tasks))
+            if self.stop_on_cancel:
+                await self.stop_created()
+        except asyncio.CancelledError:
+            for task in list(self.tasks.tasks):
+                task.cancel()
+            raise
+
+    async def stop_created(self) -> None:
+        region_of = self.region_of
+        await asyncio.gather(*(self.stop_one(pid, region_of[pid]) for pid in self.result.created))
+
+    async def stop_one(self, process_id: str, region: Region) -> None:
+        try:
+            async with self.global_limit:
+                await self.client.processes.stop_process(process_id, app_id=self.app_id)
+        except HathoraError as exc:
+            logger.warning("could not stop process %s after cancellation: %s", process_id, exc)
+            return
+        self.emit(PreallocationEvent("stopped", region, process_id))
+
+
+async def run_preallocation(
+    client: HathoraClient,
+    plan: Plan,
+    *,
+    concurrency: int,
+    per_region_concurrency: int | None,
+    wait: bool,
+    timeout: float,
+    poll_interval: float,
+    max_poll_interval: float,
+    on_event: Callable[[PreallocationEvent], None] | None,
+    reconcile: bool,
+    stop_on_cancel: bool,
+    app_id: str | None,
+) -> PreallocationResult:
+    """See ``HathoraClient.preallocate``."""
+    checked = check_plan(plan)
+    concurrency = _check_limit(concurrency, "concurrency")
+    if per_region_concurrency is not None:
+        _check_limit(per_region_concurrency, "per_region_concurrency")
+    timeout, poll_interval, max_poll_interval = check_wait_options(
+        timeout, poll_interval, max_poll_interval
+    )
+    if on_event is not None and not callable(on_event):
+        raise TypeError("on_event must be callable")
+    client._app_segment(app_id)
+    run = _Run(
+        client,
+        checked,
+        concurrency=concurrency,
+        per_region_concurrency=per_region_concurrency,
+        wait=wait,
+        timeout=timeout,
+        poll_interval=poll_interval,
+        max_poll_interval=max_poll_interval,
+        on_event=on_event,
+        reconcile=reconcile,
+        stop_on_cancel=stop_on_cancel,
+        app_id=app_id,
+    )
+    return await run.run()

@@ -1,0 +1,159 @@
+"""Waiting for a process to run: bounded polling with gentle backoff."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from . import _constants as C
+from ._paths import segment
+from .errors import (
+    HathoraConnectionError,
+    HathoraError,
+    HathoraTimeoutError,
+    ProcessFailedError,
+    ProcessWaitTimeoutError,
+    RateLimitedError,
+    RequestTimeoutError,
+    ServerError,
+)
+from .models import ProcessStatus, ProcessV2
+
+if TYPE_CHECKING:
+    from .client import HathoraClient
+
+__all__ = [
+    "Fetch",
+    "bounded_fetch",
+    "check_wait_options",
+    "poll_until_running",
+    "wait_for_process",
+]
+
+# Statuses from which a process never (again) becomes a fresh running process.
+TERMINAL_STATUSES = frozenset(
+    {ProcessStatus.FAILED, ProcessStatus.DRAINING, ProcessStatus.STOPPING, ProcessStatus.STOPPED}
+)
+
+# A poll cut shorter than this could not complete even on loopback.
+_MIN_POLL_TIMEOUT = 0.05
+
+# Polling errors worth polling through: the server or the network had a bad moment.
+TRANSIENT_ERRORS = (
+    HathoraConnectionError,
+    HathoraTimeoutError,
+    ServerError,
+    RateLimitedError,
+    RequestTimeoutError,
+)
+
+# One read of the process, to be finished by the given deadline (a clock reading).
+Fetch = Callable[[float], Awaitable[ProcessV2]]
+
+
+def _positive_number(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{name} must be a number > 0, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return float(value)
+
+
+def check_wait_options(
+    timeout: float, poll_interval: float, max_poll_interval: float
+) -> tuple[float, float, float]:
+    """Validate the wait settings before any I/O; the cap is never below the interval."""
+    timeout = _positive_number(timeout, "timeout")
+    poll_interval = _positive_number(poll_interval, "poll_interval")
+    max_poll_interval = _positive_number(max_poll_interval, "max_poll_interval")
+    return timeout, poll_interval, max(poll_interval, max_poll_interval)
+
+
+async def poll_until_running(
+    fetch: Fetch,
+    process_id: str,
+    *,
+    timeout: float,
+    poll_interval: float,
+    max_poll_interval: float,
+    sleep: Callable[[float], Awaitable[None]],
+    clock: Callable[[], float],
+    first: ProcessV2 | None = None,
+) -> ProcessV2:
+    """Poll with ``fetch`` until the process runs; the engine of every wait.
+
+    ``first`` is a state already in hand (a create's answer): it is checked
+    before the first sleep instead of being fetched again. Transient errors
+    are polled through until the deadline; others propagate.
+    """
+    deadline = clock() + timeout
+    delay = poll_interval
+    last = first
+    last_error: HathoraError | None = None
+    if first is None:
+        last, last_error = await _read(fetch, deadline)
+    while True:
+        if last is not None:
+            if last.status == ProcessStatus.RUNNING:
+                return last
+            if last.status in TERMINAL_STATUSES:
+                raise ProcessFailedError(last)
+        remaining = deadline - clock()
+        if remaining <= 0:
+            raise ProcessWaitTimeoutError(process_id, timeout, last) from last_error
+        await sleep(min(delay, remaining))
+        delay = min(max_poll_interval, delay * C.POLL_BACKOFF_MULTIPLIER)
+        seen, last_error = await _read(fetch, deadline)
+        if seen is not None:
+            last = seen
+
+
+async def _read(fetch: Fetch, deadline: float) -> tuple[ProcessV2 | None, HathoraError | None]:
+    try:
+        return await fetch(deadline), None
+    except TRANSIENT_ERRORS as exc:
+        return None, exc
+
+
+def bounded_fetch(client: HathoraClient, process_id: str, app_id: str | None) -> Fetch:
+    """A ``Fetch`` reading the process with ``client``, never past the wait's deadline."""
+    clock = client._options.clock
+    total = client.timeouts.total
+
+    async def fetch(deadline: float) -> ProcessV2:
+        remaining = deadline - clock()
+        caller = client
+        if remaining < total:
+            # One poll must not outlive the whole wait.
+            caller = client.with_options(timeout=max(remaining, _MIN_POLL_TIMEOUT))
+        return await caller.processes.get_process_info(process_id, app_id=app_id)
+
+    return fetch
+
+
+async def wait_for_process(
+    client: HathoraClient,
+    process_id: str,
+    *,
+    timeout: float,
+    poll_interval: float,
+    max_poll_interval: float,
+    app_id: str | None,
+) -> ProcessV2:
+    """See ``ProcessesApi.wait_for_process``."""
+    timeout, poll_interval, max_poll_interval = check_wait_options(
+        timeout, poll_interval, max_poll_interval
+    )
+    # Bad ids and a missing app id fail here, before any I/O.
+    client._app_segment(app_id)
+    segment(process_id, "process_id")
+    return await poll_until_running(
+        bounded_fetch(client, process_id, app_id),
+        process_id,
+        timeout=timeout,
+        poll_interval=poll_interval,
+        max_poll_interval=max_poll_interval,
+        sleep=client._options.sleep,
+        clock=client._options.clock,
+    )

@@ -1,0 +1,250 @@
+"""WarmPool: filling, refilling after rooms land and processes die, trimming, errors, exit."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+
+from hathora_async import (
+    HathoraClient,
+    RateLimitedError,
+    Region,
+    RegionCounts,
+    RetryPolicy,
+    WarmPool,
+)
+from hathora_async.testing import FakeHathora, Fault, ManualClock
+
+FAST = RetryPolicy(initial_delay=0.001, max_delay=0.01)
+# The background pass runs once on entry, then sleeps: the tests drive refresh().
+QUIET = 3600.0
+
+
+@asynccontextmanager
+async def setup(
+    clock: ManualClock | None = None, retry: RetryPolicy = FAST, **fake_options: Any
+) -> AsyncIterator[tuple[FakeHathora, HathoraClient]]:
+    # The manual clock drives the fake's lifecycle only; the client and pool run in real time.
+    async with FakeHathora(clock=clock or ManualClock(), seed=9, **fake_options) as fake:
+        async with HathoraClient(fake.token, fake.app_id, base_url=fake.url, retry=retry) as c:
+            yield fake, c
+
+
+def statuses(fake: FakeHathora) -> dict[str, str]:
+    return {p["processId"]: p["status"] for p in fake.processes()}
+
+
+async def test_fills_every_region_to_its_target() -> None:
+    clock = ManualClock()
+    async with setup(clock, boot_delay=5.0) as (fake, client):
+        targets = {Region.SEATTLE: 2, Region.FRANKFURT: 1}
+        async with WarmPool(client, targets, poll_interval=QUIET) as pool:
+            assert not pool.ready
+            first = await pool.refresh()
+            assert first[Region.SEATTLE] == RegionCounts(starting=2)
+            assert first[Region.FRANKFURT] == RegionCounts(starting=1)
+            clock.advance(5.0)
+            await pool.wait_ready(timeout=5)
+            assert pool.snapshot() == {
+                Region.SEATTLE: RegionCounts(idle=2),
+                Region.FRANKFURT: RegionCounts(idle=1),
+            }
+            # Starting processes count toward the target: no over-creation.
+            assert fake.processes_created == 3
+            assert sorted(pool.process_ids()) == sorted(statuses(fake))
+
+
+async def test_refills_when_rooms_land_then_trims_the_surplus() -> None:
+    async with setup() as (fake, client):
+        async with WarmPool(client, {Region.TOKYO: 2}, poll_interval=QUIET) as pool:
+            await pool.wait_ready(timeout=5)
+            busy = pool.process_ids(Region.TOKYO)[0]
+            fake.set_rooms_allocated(busy, 1)
+            snapshot = await pool.refresh()
+            # The busy process no longer counts as warm: a replacement was created.
+            assert snapshot[Region.TOKYO] == RegionCounts(idle=2, busy=1)
+            assert fake.processes_created == 3
+            assert len(set(statuses(fake).values()) - {"running"}) == 0
+
+            # The match ends: three idle processes, one above the maximum (the target).
+            fake.set_rooms_allocated(busy, 0)
+            snapshot = await pool.refresh()
+            assert snapshot[Region.TOKYO] == RegionCounts(idle=2)
+            final = statuses(fake)
+            assert sorted(final.values()) == ["running", "running", "stopped"]
+            # The oldest idle one went: the process that had hosted the match.
+            assert final[busy] == "stopped"
+            assert busy not in pool.process_ids()
+
+
+async def test_keeps_surplus_up_to_max_per_region() -> None:
+    async with setup() as (fake, client):
+        pool = WarmPool(client, {Region.DALLAS: 1}, max_per_region=2, poll_interval=QUIET)
+        async with pool:
+            await pool.wait_ready(timeout=5)
+            busy = pool.process_ids()[0]
+            fake.set_rooms_allocated(busy, 2)
+            await pool.refresh()
+            fake.set_rooms_allocated(busy, 0)
+            assert (await pool.refresh())[Region.DALLAS] == RegionCounts(idle=2)
+            assert fake.request_counts["stop_process"] == 0
+
+
+async def test_replaces_processes_that_fail_or_are_stopped_elsewhere() -> None:
+    clock = ManualClock()
+    async with setup(clock, boot_delay=1.0, boot_failure_rate=0.0) as (fake, client):
+        async with WarmPool(client, {Region.LONDON: 2}, poll_interval=QUIET) as pool:
+            await pool.refresh()  # the creates are made before the clock moves
+            clock.advance(1.0)
+            await pool.wait_ready(timeout=5)
+            victim = pool.process_ids()[0]
+            fake.fail_process(victim)
+            snapshot = await pool.refresh()
+            assert snapshot[Region.LONDON] == RegionCounts(starting=1, idle=1, failed=1)
+            assert victim not in pool.process_ids()
+            clock.advance(1.0)
+            assert (await pool.refresh())[Region.LONDON] == RegionCounts(idle=2, failed=1)
+
+            # A replacement that fails to boot is dropped and replaced in turn.
+            fake.world.boot_failure_rate = 1.0
+            fake.fail_process(pool.process_ids()[0])
+            await pool.refresh()
+            clock.advance(1.0)
+            await pool.refresh()  # the replacement shows failed: dropped, replaced again
+            assert pool.snapshot()[Region.LONDON] == RegionCounts(starting=1, idle=1, failed=3)
+
+
+async def test_replaces_processes_the_idle_reaper_stopped() -> None:
+    clock = ManualClock()
+    async with setup(clock, idle_timeout=300.0) as (fake, client):
+        targets = {Region.SINGAPORE: 2, Region.SAO_PAULO: 1}
+        async with WarmPool(client, targets, poll_interval=QUIET) as pool:
+            await pool.wait_ready(timeout=5)
+            originals = set(pool.process_ids())
+            busy = pool.process_ids(Region.SINGAPORE)[0]
+            fake.set_rooms_allocated(busy, 1)
+            await pool.refresh()  # one replacement for the busy one
+            clock.advance(301.0)  # every idle process is reaped; the busy one is not
+            snapshot = await pool.refresh()
+            assert snapshot == {
+                Region.SINGAPORE: RegionCounts(idle=2, busy=1, failed=2),
+                Region.SAO_PAULO: RegionCounts(idle=1, failed=1),
+            }
+            now = statuses(fake)
+            assert now[busy] == "running"
+            assert all(now[pid] == "stopped" for pid in originals - {busy})
+            assert sum(s == "running" for s in now.values()) == 4
+
+
+async def test_api_errors_back_off_and_never_kill_the_pool() -> None:
+    delays: list[float] = []
+
+    async def record(seconds: float) -> None:
+        delays.append(seconds)
+        await asyncio.sleep(0)
+
+    async with setup(retry=RetryPolicy.none()) as (fake, client):
+        fake.faults.add("create_process", Fault(status=429), times=3)
+        fake.faults.add("create_process", Fault(status=503))
+        fake.faults.add("create_process", Fault(drop="before"))
+        pool = WarmPool(
+            client, {Region.MUMBAI: 2}, poll_interval=0.01, max_backoff=0.04, sleep=record
+        )
+        async with pool:
+            await pool.wait_ready(timeout=5)
+            assert pool.errors == 5
+            assert fake.processes_created == 2
+            assert pool.snapshot()[Region.MUMBAI] == RegionCounts(idle=2)
+    # Errors doubled the wait up to the cap; a clean pass reset it.
+    assert delays[:3] == [0.02, 0.04, 0.04]
+    assert 0.01 in delays
+
+
+async def test_a_429_retry_after_is_honoured() -> None:
+    delays: list[float] = []
+
+    async def record(seconds: float) -> None:
+        delays.append(seconds)
+        await asyncio.sleep(0)
+
+    async with setup(retry=RetryPolicy.none()) as (fake, client):
+        fake.faults.add("create_process", Fault(status=429, retry_after="7"))
+        pool = WarmPool(
+            client, {Region.SYDNEY: 1}, poll_interval=0.01, max_backoff=60, sleep=record
+        )
+        async with pool:
+            await pool.wait_ready(timeout=5)
+            assert isinstance(pool.last_error, RateLimitedError)
+    assert delays[0] == 7.0
+
+
+async def test_exit_stops_idle_and_starting_processes_but_not_busy_ones() -> None:
+    clock = ManualClock()
+    async with setup(clock, boot_delay=2.0) as (fake, client):
+        async with WarmPool(client, {Region.CHICAGO: 2}, poll_interval=QUIET) as pool:
+            await pool.refresh()
+            clock.advance(2.0)
+            await pool.wait_ready(timeout=5)
+            busy = pool.process_ids()[0]
+            fake.set_rooms_allocated(busy, 1)
+            await pool.refresh()  # creates a replacement, still starting at exit
+            assert pool.snapshot()[Region.CHICAGO] == RegionCounts(starting=1, idle=1, busy=1)
+        after = statuses(fake)
+    assert after.pop(busy) == "running"  # it hosts a match
+    assert sorted(after.values()) == ["stopped", "stopped"]
+
+
+async def test_exit_can_stop_busy_ones_too_or_nothing() -> None:
+    async with setup() as (fake, client):
+        pool = WarmPool(client, {Region.DUBAI: 1}, poll_interval=QUIET, stop_busy_on_exit=True)
+        async with pool:
+            await pool.wait_ready(timeout=5)
+            fake.set_rooms_allocated(pool.process_ids()[0], 1)
+            await pool.refresh()
+        assert sorted(statuses(fake).values()) == ["stopped", "stopped"]
+
+        keep = WarmPool(client, {Region.DUBAI: 1}, poll_interval=QUIET, stop_on_exit=False)
+        async with keep:
+            await keep.wait_ready(timeout=5)
+        assert sorted(statuses(fake).values()) == ["running", "stopped", "stopped"]
+
+
+async def test_exit_mid_pass_lets_creates_land_and_stops_them() -> None:
+    async with setup(latency=0.05) as (fake, client):
+        pool = WarmPool(client, {Region.SEATTLE: 3}, poll_interval=QUIET)
+        async with pool:
+            while fake.request_counts["create_process"] < 3:
+                await asyncio.sleep(0.001)
+            # The creates are on the wire: leave now.
+        assert fake.processes_created == 3
+        assert set(statuses(fake).values()) == {"stopped"}
+
+
+async def test_misuse_is_refused() -> None:
+    async with setup() as (fake, client):
+        with pytest.raises(ValueError, match="below its target"):
+            WarmPool(client, {Region.SEATTLE: 3}, max_per_region=2)
+        with pytest.raises(ValueError, match="without a target"):
+            WarmPool(client, {Region.SEATTLE: 1}, max_per_region={Region.TOKYO: 2})
+        with pytest.raises(ValueError):
+            WarmPool(client, {Region.SEATTLE: -1})
+        with pytest.raises(ValueError):
+            WarmPool(client, {Region.SEATTLE: 1}, poll_interval=0)
+        pool = WarmPool(client, {Region.SEATTLE: 1}, poll_interval=QUIET)
+        with pytest.raises(RuntimeError):
+            await pool.refresh()
+        with pytest.raises(RuntimeError):
+            await pool.wait_ready()
+        async with pool:
+            await pool.wait_ready(timeout=5)
+        with pytest.raises(RuntimeError):
+            async with pool:
+                pass
+        with pytest.raises(RuntimeError):
+            await pool.refresh()
+        assert "Seattle: 1" in repr(pool)
+    assert fake.processes_created == 1

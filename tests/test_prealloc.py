@@ -1,0 +1,352 @@
+"""client.preallocate: fan-out, limits, partial failure, 429s, cancellation (real HTTP)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from types import SimpleNamespace
+from typing import Any
+
+import aiohttp
+import pytest
+
+from hathora_async import (
+    BadRequestError,
+    HathoraClient,
+    PreallocationEvent,
+    ProcessFailedError,
+    ProcessStatus,
+    ProcessWaitTimeoutError,
+    RateLimitedError,
+    Region,
+    RetryPolicy,
+)
+from hathora_async.testing import FakeHathora, Fault
+
+FAST = RetryPolicy(initial_delay=0.001, max_delay=0.01)
+ALL_REGIONS = tuple(Region)
+
+
+class InFlight:
+    """Counts the client's requests in flight, overall and per region of a create."""
+
+    def __init__(self) -> None:
+        self.now = 0
+        self.peak = 0
+        self.by_region: Counter[str] = Counter()
+        self.peak_by_region: Counter[str] = Counter()
+        self.trace = aiohttp.TraceConfig()
+        self.trace.on_request_start.append(self._start)
+        self.trace.on_request_end.append(self._end)
+        self.trace.on_request_exception.append(self._end)
+
+    @staticmethod
+    def _region(params: Any) -> str | None:
+        parts = params.url.path.split("/")
+        return parts[-1] if "create" in parts else None
+
+    async def _start(self, session: Any, context: SimpleNamespace, params: Any) -> None:
+        self.now += 1
+        self.peak = max(self.peak, self.now)
+        region = self._region(params)
+        if region is not None:
+            self.by_region[region] += 1
+            self.peak_by_region[region] = max(self.peak_by_region[region], self.by_region[region])
+
+    async def _end(self, session: Any, context: SimpleNamespace, params: Any) -> None:
+        self.now -= 1
+        region = self._region(params)
+        if region is not None:
+            self.by_region[region] -= 1
+
+
+@asynccontextmanager
+async def setup(
+    retry: RetryPolicy = FAST,
+    trace: InFlight | None = None,
+    **fake_options: Any,
+) -> AsyncIterator[tuple[FakeHathora, HathoraClient]]:
+    fake_options.setdefault("seed", 5)
+    async with FakeHathora(**fake_options) as fake:
+        async with HathoraClient(
+            fake.token,
+            fake.app_id,
+            base_url=fake.url,
+            retry=retry,
+            trace_configs=[trace.trace] if trace else None,
+        ) as client:
+            yield fake, client
+
+
+def kinds(events: list[PreallocationEvent]) -> Counter[str]:
+    return Counter(e.kind for e in events)
+
+
+async def test_every_region_is_preallocated_and_awaited() -> None:
+    events: list[PreallocationEvent] = []
+    async with setup(boot_delay=(0.01, 0.08)) as (fake, client):
+        result = await client.preallocate(
+            dict.fromkeys(ALL_REGIONS, 2), poll_interval=0.01, on_event=events.append
+        )
+        fake_ids = {p["processId"] for p in fake.processes()}
+    assert result.complete
+    assert not result.failed and not result.strays
+    assert result.requested == dict.fromkeys(ALL_REGIONS, 2)
+    assert set(result.ready) == set(ALL_REGIONS)
+    for region, processes in result.ready.items():
+        assert len(processes) == 2
+        assert all(p.region == region and p.status == ProcessStatus.RUNNING for p in processes)
+    assert len(result.created) == len(set(result.created)) == 28
+    assert set(result.created) == fake_ids
+    assert kinds(events) == {"created": 28, "running": 28}
+    assert all(e.elapsed is not None and e.elapsed >= 0 for e in events)
+    # A process is announced as created before it is announced running.
+    order = [e.process_id for e in events if e.kind == "created"]
+    for event in events:
+        if event.kind == "running":
+            assert event.process_id in order[: events.index(event) + 1]
+
+
+async def test_without_wait_processes_are_reported_starting() -> None:
+    async with setup(boot_delay=60.0) as (fake, client):
+        result = await client.preallocate({Region.SEATTLE: 3, "London": 2}, wait=False)
+    assert result.complete
+    assert all(not processes for processes in result.ready.values())
+    assert [len(result.starting[r]) for r in (Region.SEATTLE, Region.LONDON)] == [3, 2]
+    assert all(p.status == ProcessStatus.STARTING for ps in result.starting.values() for p in ps)
+    assert fake.request_counts["get_process_info"] == 0
+    assert fake.processes_created == 5
+
+
+async def test_the_global_limit_bounds_every_request_in_flight() -> None:
+    trace = InFlight()
+    async with setup(trace=trace, latency=0.005, boot_delay=(0.01, 0.05)) as (fake, client):
+        result = await client.preallocate(
+            dict.fromkeys(ALL_REGIONS, 2), concurrency=3, poll_interval=0.005
+        )
+    assert result.complete
+    assert fake.request_counts["get_process_info"] > 0  # polls went through the limit too
+    assert trace.peak == 3
+
+
+async def test_the_per_region_limit_bounds_each_region() -> None:
+    trace = InFlight()
+    plan = {Region.SEATTLE: 6, Region.TOKYO: 6, Region.DUBAI: 6}
+    async with setup(trace=trace, latency=0.01) as (fake, client):
+        result = await client.preallocate(
+            plan, concurrency=10, per_region_concurrency=2, wait=False
+        )
+    assert result.complete and fake.processes_created == 18
+    assert max(trace.peak_by_region.values()) == 2
+    assert trace.peak == 6
+
+
+async def test_partial_failure_is_a_normal_result_and_nothing_is_lost() -> None:
+    events: list[PreallocationEvent] = []
+    plan = dict.fromkeys(ALL_REGIONS, 3)
+    async with setup(retry=RetryPolicy.none(), boot_delay=(0.01, 0.05), boot_failure_rate=0.25) as (
+        fake,
+        client,
+    ):
+        fake.faults.add("create_process", Fault(status=500))  # sent, not acted on
+        fake.faults.add("create_process", Fault(status=400))  # refused
+        fake.faults.add("create_process", Fault(drop="after"))  # acted on, answer lost
+        result = await client.preallocate(
+            plan, concurrency=1, poll_interval=0.01, on_event=events.append
+        )
+        fake_processes = {p["processId"]: p for p in fake.processes()}
+
+    assert not result.complete
+    create_failures = [f for f in result.failed if f.process_id is None]
+    boot_failures = [f for f in result.failed if f.process_id is not None]
+    # concurrency=1: the three faults hit the first three creates, in order.
+    assert [type(f.error).__name__ for f in create_failures] == [
+        "ServerError",
+        "BadRequestError",
+        "HathoraConnectionError",
+    ]
+    assert [f.outcome_unknown for f in create_failures] == [True, False, True]
+    assert isinstance(create_failures[1].error, BadRequestError)
+    assert boot_failures, "the seeded boot failure rate should fail some processes"
+    for failure in boot_failures:
+        assert isinstance(failure.error, ProcessFailedError)
+        assert failure.process is not None and failure.process.status == ProcessStatus.FAILED
+        assert failure.process_id in result.created
+
+    ready = {p.process_id for processes in result.ready.values() for p in processes}
+    assert len(ready) + len(result.failed) == 42
+    # Every process the fake made is reported: created, or found as the stray of
+    # the create whose answer was lost.
+    assert len(result.strays) == 1
+    stray = result.strays[0].process_id
+    assert stray not in result.created
+    assert set(fake_processes) == set(result.created) | {stray}
+    running = {pid for pid, p in fake_processes.items() if p["status"] == "running"}
+    assert running - {stray} == ready
+    assert kinds(events)["stray"] == 1
+    assert kinds(events)["failed"] == len(result.failed)
+
+
+async def test_no_reconcile_means_no_extra_lookups() -> None:
+    async with setup(retry=RetryPolicy.none()) as (fake, client):
+        fake.faults.add("create_process", Fault(drop="after"))
+        result = await client.preallocate({Region.SEATTLE: 2}, wait=False, reconcile=False)
+    assert [f.outcome_unknown for f in result.failed] == [True]
+    assert result.strays == []
+    assert fake.request_counts["get_latest_processes"] == 0
+    assert fake.processes_created == 2
+
+
+async def test_429s_are_retried_with_one_process_per_slot() -> None:
+    plan = dict.fromkeys(ALL_REGIONS, 2)
+    patient = RetryPolicy(attempts=10, initial_delay=0.001, max_delay=0.005)
+    async with setup(retry=patient) as (fake, client):
+        fake.faults.add("create_process", Fault(status=429), times=6)
+        fake.faults.add("create_process", Fault(status=429, retry_after="0"), times=2)
+        result = await client.preallocate(plan, concurrency=4, wait=False)
+    assert result.complete and not result.failed
+    assert fake.processes_created == 28
+    assert fake.request_counts["create_process"] == 28 + 8
+    assert len(set(result.created)) == 28
+
+
+async def test_429s_past_the_retry_budget_fail_their_slot_with_a_known_outcome() -> None:
+    async with setup(retry=RetryPolicy.none()) as (fake, client):
+        fake.faults.add("create_process", Fault(status=429), times=3)
+        result = await client.preallocate({Region.SEATTLE: 5, Region.LONDON: 5}, wait=False)
+    assert len(result.failed) == 3
+    assert all(isinstance(f.error, RateLimitedError) for f in result.failed)
+    assert not any(f.outcome_unknown for f in result.failed)
+    assert fake.processes_created == len(result.created) == 7
+    assert fake.request_counts["get_latest_processes"] == 0  # nothing to reconcile
+
+
+async def test_wait_timeouts_keep_their_process_ids() -> None:
+    async with setup(boot_delay=3600.0) as (fake, client):
+        result = await client.preallocate(
+            {Region.SYDNEY: 2, Region.MUMBAI: 1}, timeout=0.1, poll_interval=0.02
+        )
+    assert len(result.failed) == 3
+    assert all(isinstance(f.error, ProcessWaitTimeoutError) for f in result.failed)
+    assert {f.process_id for f in result.failed} == set(result.created)
+    assert fake.processes_created == 3
+
+
+async def _cancel_after(
+    client: HathoraClient, created_before_cancel: int, **options: Any
+) -> tuple[list[PreallocationEvent], asyncio.Task[Any]]:
+    events: list[PreallocationEvent] = []
+    enough = asyncio.Event()
+
+    def on_event(event: PreallocationEvent) -> None:
+        events.append(event)
+        if kinds(events)["created"] >= created_before_cancel:
+            enough.set()
+
+    task = asyncio.create_task(
+        client.preallocate(dict.fromkeys(ALL_REGIONS, 5), on_event=on_event, **options)
+    )
+    await enough.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    return events, task
+
+
+async def test_cancelled_midway_every_created_process_is_reported_and_stopped() -> None:
+    async with setup(latency=0.02) as (fake, client):
+        events, _ = await _cancel_after(client, 10, concurrency=4, wait=False)
+        fake_processes = fake.processes()
+    created = [e.process_id for e in events if e.kind == "created"]
+    # Creates on the wire at the cancel were let finish: none goes unreported.
+    assert 10 <= len(created) < 70
+    assert {p["processId"] for p in fake_processes} == set(created)
+    # stop_on_cancel (the default) stopped them all.
+    assert all(p["status"] == "stopped" for p in fake_processes)
+    assert {e.process_id for e in events if e.kind == "stopped"} == set(created)
+
+
+async def test_cancelled_without_stopping_leaves_them_running_but_reported() -> None:
+    async with setup(latency=0.02) as (fake, client):
+        events, _ = await _cancel_after(client, 5, concurrency=8, wait=False, stop_on_cancel=False)
+        fake_processes = fake.processes()
+    created = {e.process_id for e in events if e.kind == "created"}
+    assert {p["processId"] for p in fake_processes} == created
+    assert all(p["status"] == "running" for p in fake_processes)
+    assert fake.request_counts["stop_process"] == 0
+
+
+async def test_cancelled_while_waiting_ends_promptly_and_stops_them() -> None:
+    async with setup(boot_delay=3600.0) as (fake, client):
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        events, _ = await _cancel_after(client, 70, concurrency=16, poll_interval=30.0)
+        took = loop.time() - started
+        fake_processes = fake.processes()
+    assert took < 5.0  # not the 30 s poll interval, nor the wait timeout
+    assert len(fake_processes) == 70
+    assert {p["processId"] for p in fake_processes} == {
+        e.process_id for e in events if e.kind == "created"
+    }
+    assert all(p["status"] == "stopped" for p in fake_processes)
+
+
+async def test_a_timeout_around_the_call_also_stops_what_it_created() -> None:
+    async with setup(boot_delay=3600.0, latency=0.01) as (fake, client):
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(
+                client.preallocate({Region.DALLAS: 4}, poll_interval=0.05), timeout=0.3
+            )
+        fake_processes = fake.processes()
+    assert len(fake_processes) == 4
+    assert all(p["status"] == "stopped" for p in fake_processes)
+
+
+async def test_a_failing_progress_callback_breaks_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(event: PreallocationEvent) -> None:
+        raise RuntimeError("display bug")
+
+    async with setup() as (fake, client):
+        with caplog.at_level(logging.ERROR, logger="hathora_async"):
+            result = await client.preallocate({Region.CHICAGO: 2}, on_event=broken)
+    assert result.complete
+    assert "on_event" in caplog.text
+
+
+async def test_an_empty_plan_does_nothing() -> None:
+    async with setup() as (fake, client):
+        result = await client.preallocate({Region.SEATTLE: 0})
+        empty = await client.preallocate({})
+    assert result.complete and empty.complete
+    assert result.created == [] and result.ready == {Region.SEATTLE: []}
+    assert sum(fake.request_counts.values()) == 0
+
+
+@pytest.mark.parametrize(
+    ("plan", "options", "error"),
+    [
+        ([("Seattle", 1)], {}, TypeError),
+        ({"Seattle": -1}, {}, ValueError),
+        ({"Seattle": True}, {}, ValueError),
+        ({"Seattle": 1.5}, {}, ValueError),
+        ({"no/such": 1}, {}, ValueError),
+        ({"Seattle": 1}, {"concurrency": 0}, ValueError),
+        ({"Seattle": 1}, {"per_region_concurrency": 0}, ValueError),
+        ({"Seattle": 1}, {"timeout": 0}, ValueError),
+        ({"Seattle": 1}, {"poll_interval": -1}, ValueError),
+        ({"Seattle": 1}, {"on_event": "print"}, TypeError),
+        ({"Seattle": 1}, {"app_id": ".."}, ValueError),
+    ],
+)
+async def test_bad_input_fails_before_any_io(
+    plan: Any, options: dict[str, Any], error: type[Exception]
+) -> None:
+    async with setup() as (fake, client):
+        with pytest.raises(error):
+            await client.preallocate(plan, **options)
+    assert sum(fake.request_counts.values()) == 0
