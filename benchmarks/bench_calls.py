@@ -72,10 +72,17 @@ async def _timed(op: Op, calls: int, concurrency: int, warmup: int) -> dict[str,
     # Warm up first: connections open, caches filled, code paths specialised.
     await _drive(op, warmup, concurrency)
     gc.collect()
-    cpu0, wall0 = time.process_time(), time.perf_counter()
+    before, wall0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     await _drive(op, calls, concurrency)
-    cpu1, wall1 = time.process_time(), time.perf_counter()
-    return {"cpu_s": cpu1 - cpu0, "wall_s": wall1 - wall0, "calls": calls}
+    after, wall1 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    user, system = after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime
+    return {
+        "cpu_s": user + system,
+        "user_s": user,
+        "sys_s": system,
+        "wall_s": wall1 - wall0,
+        "calls": calls,
+    }
 
 
 def _check(case: str, result: Any) -> None:
@@ -337,6 +344,7 @@ def spawn(*argv: str) -> dict[str, Any]:
 
 def measure_calls(args: argparse.Namespace, cases: list[str]) -> dict[str, dict[str, Any]]:
     runs: dict[str, dict[str, list[float]]] = {c: {"raw": [], "hathora": []} for c in cases}
+    user: dict[str, dict[str, list[float]]] = {c: {"raw": [], "hathora": []} for c in cases}
     with Server(latency=0.0) as server:
         for pair in range(args.pairs):
             # Alternate who goes first, so drift on the machine hits both alike.
@@ -349,10 +357,12 @@ def measure_calls(args: argparse.Namespace, cases: list[str]) -> dict[str, dict[
                         "--concurrency", str(args.concurrency), "--warmup", str(args.warmup),
                     )  # fmt: skip
                     runs[case][impl].append(result["cpu_s"] / result["calls"] * 1e6)
+                    user[case][impl].append(result["user_s"] / result["calls"] * 1e6)
                 print(
                     f"  pair {pair + 1}/{args.pairs} {case:<7} "
-                    f"raw {runs[case]['raw'][-1]:7.1f} us  "
-                    f"hathora {runs[case]['hathora'][-1]:7.1f} us",
+                    f"raw {runs[case]['raw'][-1]:6.1f} us (user {user[case]['raw'][-1]:6.1f})  "
+                    f"hathora {runs[case]['hathora'][-1]:6.1f} us "
+                    f"(user {user[case]['hathora'][-1]:6.1f})",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -364,6 +374,8 @@ def measure_calls(args: argparse.Namespace, cases: list[str]) -> dict[str, dict[
             "hathora_us": statistics.median(by_impl["hathora"]),
             "ratio": statistics.median(ratios),
             "ratios": ratios,
+            "raw_user_us": statistics.median(user[case]["raw"]),
+            "hathora_user_us": statistics.median(user[case]["hathora"]),
             "target": TARGETS[case],
         }
     return summary

@@ -43,8 +43,11 @@ async def main() -> None:
             return_exceptions=True,
         )
         processes = [p for p in created if isinstance(p, ProcessV2)]
-        for region, outcome in zip(REGIONS, created):
-            if isinstance(outcome, BaseException):
+        for region, outcome in zip(REGIONS, created, strict=True):
+            if isinstance(outcome, HathoraError) and outcome.outcome_unknown:
+                # The server may have made a (billed) process: look before creating again.
+                print(f"create in {region} may have succeeded; check get_latest_processes")
+            elif isinstance(outcome, BaseException):
                 print(f"create in {region} failed: {outcome}")
         try:
             print("\nCreated:")

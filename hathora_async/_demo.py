@@ -22,7 +22,7 @@ import attrs
 from . import _constants as C
 from .client import HathoraClient
 from .errors import HathoraError
-from .models import Region
+from .models import Region, RoomConnectionData
 from .prealloc import PreallocationEvent, PreallocationResult
 from .testing import FakeHathora
 
@@ -45,6 +45,7 @@ class DemoSettings:
     seed: int = 7
     live: bool | None = None  # None: redraw in place only when the output is a terminal
     fake_boot_delay: tuple[float, float] = FAKE_BOOT_DELAY
+    room_regions: int = 3  # regions where a room is timed, warm and cold
 
 
 @attrs.define
@@ -76,6 +77,7 @@ class _Progress:
         self.width = max(len(r.value) for r in rows)
         self.total = sum(r.requested for r in rows.values())
         self.answered = 0
+        self.stopped = 0
 
     def on_event(self, event: PreallocationEvent) -> None:
         row = self.rows[event.region]
@@ -90,6 +92,8 @@ class _Progress:
             row.failed += 1
             if event.process_id is None:
                 self.answered += 1
+        elif event.kind == "stopped":
+            self.stopped += 1
         if self.live:
             self.draw()
             return
@@ -205,6 +209,75 @@ async def _stop_all(client: HathoraClient, ids: Sequence[str], concurrency: int)
     return sum(await asyncio.gather(*(stop(pid) for pid in ids)))
 
 
+async def _time_room(
+    client: HathoraClient, region: Region, poll_interval: float
+) -> tuple[float, RoomConnectionData]:
+    started = time.monotonic()
+    room = await client.rooms.create_room(region)
+    try:
+        await client.rooms.wait_for_room(room.room_id, poll_interval=poll_interval)
+        return time.monotonic() - started, room
+    except BaseException:
+        await _discard_room(client, room, stop_process=True)
+        raise
+
+
+async def _discard_room(
+    client: HathoraClient, room: RoomConnectionData, stop_process: bool
+) -> None:
+    with contextlib.suppress(HathoraError):
+        await client.rooms.destroy_room(room.room_id)
+    if stop_process:
+        # A cold start made this process for the room; it is billed, so stop it.
+        with contextlib.suppress(HathoraError):
+            await client.processes.stop_process(room.process_id)
+
+
+async def _time_rooms(
+    client: HathoraClient,
+    regions: Sequence[Region],
+    preallocated: set[str],
+    poll_interval: float,
+    out: TextIO,
+) -> dict[Region, str]:
+    """Create a room in each region, time it to active, then destroy it.
+
+    Returns a cell per region: the time, and whether the room landed on one of
+    ``preallocated`` (a warm start) or on a process started for it (cold).
+    """
+    outcomes = await asyncio.gather(
+        *(_time_room(client, region, poll_interval) for region in regions),
+        return_exceptions=True,
+    )
+    cells: dict[Region, str] = {}
+    for region, outcome in zip(regions, outcomes, strict=True):
+        if isinstance(outcome, BaseException):
+            if not isinstance(outcome, Exception):
+                raise outcome
+            cells[region] = f"failed: {type(outcome).__name__}"
+            print(f"  room in {region.value} failed: {outcome}", file=out)
+            continue
+        took, room = outcome
+        warm = room.process_id in preallocated
+        cells[region] = f"{took * 1000:.0f} ms ({'pre-allocated' if warm else 'new process'})"
+        await _discard_room(client, room, stop_process=not warm)
+    return cells
+
+
+def _rooms_table(
+    regions: Sequence[Region], warm: dict[Region, str], cold: dict[Region, str]
+) -> str:
+    header = ("region", "room on a pre-allocated process", "room with a cold start")
+    body = [(r.value, warm[r], cold[r]) for r in regions]
+    widths = [max(len(h), *(len(row[i]) for row in body)) for i, h in enumerate(header)]
+    lines = ["", "Time from CreateRoom to an active room:"]
+    lines.append("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |")
+    lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in body:
+        lines.append("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |")
+    return "\n".join(lines)
+
+
 async def run_demo(settings: DemoSettings, out: TextIO = sys.stdout) -> int:
     """Run the demo, writing to ``out``; returns the process exit status."""
     plan = dict.fromkeys(settings.regions, settings.per_region)
@@ -224,14 +297,19 @@ async def run_demo(settings: DemoSettings, out: TextIO = sys.stdout) -> int:
         )
         progress = _Progress(rows, out, live)
         started = time.monotonic()
-        result: PreallocationResult = await client.preallocate(
-            plan,
-            concurrency=settings.concurrency,
-            timeout=settings.timeout,
-            poll_interval=poll[0],
-            max_poll_interval=poll[1],
-            on_event=progress.on_event,
-        )
+        try:
+            result: PreallocationResult = await client.preallocate(
+                plan,
+                concurrency=settings.concurrency,
+                timeout=settings.timeout,
+                poll_interval=poll[0],
+                max_poll_interval=poll[1],
+                on_event=progress.on_event,
+            )
+        except asyncio.CancelledError:
+            created = sum(r.created for r in rows.values())
+            print(f"\nCancelled: stopped {progress.stopped} of {created} created.", file=out)
+            raise
         if live:
             progress.draw(force=True)
         took = time.monotonic() - started
@@ -240,8 +318,14 @@ async def run_demo(settings: DemoSettings, out: TextIO = sys.stdout) -> int:
         for failure in result.failed:
             print(f"  {failure.region.value}: {failure.error}", file=out)
         ids = result.created + [p.process_id for p in result.strays]
+        room_regions = [r for r in plan if result.ready.get(r)][: settings.room_regions]
+        warm = await _time_rooms(client, room_regions, set(ids), poll[0], out)
         stopped = await _stop_all(client, ids, settings.concurrency)
         print(f"\nStopped {stopped} of {len(ids)} processes created.", file=out)
+        if room_regions:
+            # With every pre-allocated process gone, a room must wait for a new process.
+            cold = await _time_rooms(client, room_regions, set(), poll[0], out)
+            print(_rooms_table(room_regions, warm, cold), file=out)
         if fake is not None:
             alive = sum(p["status"] in ("starting", "running") for p in fake.processes())
             print(f"Processes still alive on the fake: {alive}", file=out)

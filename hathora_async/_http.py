@@ -96,6 +96,10 @@ class _SecretHeader(str):
         return "'<redacted>'"
 
 
+# The one header a JSON body adds to a session that already has the others.
+_JSON_CONTENT: Mapping[str, str] = {"Content-Type": "application/json"}
+
+
 class _Redacted(dict[str, str]):
     """Request headers whose repr never shows the credential."""
 
@@ -162,6 +166,12 @@ class Transport:
         self._headers = _Redacted(headers)
         if "Authorization" in self._headers:
             self._headers["Authorization"] = _SecretHeader(self._headers["Authorization"])
+        # What each request passes, built once. A session the client creates
+        # carries the headers itself (aiohttp then merges nothing per request);
+        # a caller's session gets them with every request.
+        self._json_headers = _Redacted(self._headers, **{"Content-Type": "application/json"})
+        self._request_headers: Mapping[str, str] | None = self._headers
+        self._request_json_headers: Mapping[str, str] = self._json_headers
         self._session = session
         self._owns_session = session is None
         self._max_connections = max_connections
@@ -186,8 +196,11 @@ class Transport:
                 limit_per_host=self._max_connections,
                 keepalive_timeout=C.DEFAULT_KEEPALIVE_TIMEOUT,
             )
+            self._request_headers = None
+            self._request_json_headers = _JSON_CONTENT
             self._session = aiohttp.ClientSession(
                 connector=connector,
+                headers=self._headers,
                 timeout=aiohttp.ClientTimeout(
                     total=C.DEFAULT_TOTAL_TIMEOUT,
                     connect=C.DEFAULT_CONNECT_TIMEOUT,
@@ -256,9 +269,7 @@ class Transport:
         url = self.base_url.with_path(path, encoded=True)
         if query:
             url = url.with_query(query)
-        headers: Mapping[str, str] = self._headers
-        if json_body is not None:
-            headers = _Redacted(self._headers, **{"Content-Type": "application/json"})
+        headers = self._request_headers if json_body is None else self._request_json_headers
         clock = options.clock
         policy = options.retry
         deadline = clock() + options.timeouts.total

@@ -138,9 +138,7 @@ class WarmPool:
         self.last_error: HathoraError | None = None
         """The most recent API error, or None."""
 
-    def _check_max(
-        self, max_per_region: int | Plan | None
-    ) -> dict[Region, int]:
+    def _check_max(self, max_per_region: int | Plan | None) -> dict[Region, int]:
         if max_per_region is None:
             return dict(self._targets)
         if isinstance(max_per_region, Mapping):
@@ -199,6 +197,9 @@ class WarmPool:
             raise
         finally:
             self._closed = True
+            if self._changed is not None:
+                async with self._changed:
+                    self._changed.notify_all()  # wake wait_ready() callers
         if self._stop_on_exit:
             doomed = [
                 pid
@@ -362,7 +363,9 @@ class WarmPool:
 
         async def ready() -> None:
             async with changed:
-                await changed.wait_for(lambda: self.ready)
+                await changed.wait_for(lambda: self.ready or self._closed)
+            if self._closed:
+                raise RuntimeError("the WarmPool was closed before it was ready")
 
         if timeout is None:
             await ready()

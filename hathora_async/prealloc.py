@@ -114,9 +114,8 @@ class PreallocationResult:
     @property
     def complete(self) -> bool:
         """True when every requested slot has a ready (or, with ``wait=False``, created) process."""
-        return not self.failed and sum(map(len, self.ready.values())) + sum(
-            map(len, self.starting.values())
-        ) == sum(self.requested.values())
+        done = sum(map(len, self.ready.values())) + sum(map(len, self.starting.values()))
+        return not self.failed and done == sum(self.requested.values())
 
 
 def check_plan(plan: Plan) -> dict[Region, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import re
@@ -61,6 +62,13 @@ def test_the_demo_ends_on_its_own_with_a_summary_and_stops_everything() -> None:
     assert int(total[1]) > 30  # only a few boot failures
     assert "Stopped 42 of 42 processes created." in out
     assert "Processes still alive on the fake: 0" in out
+    # Rooms timed warm (landing on a pre-allocated process) and cold (a new process).
+    rooms = re.findall(
+        r"^\| (\w+)\s+\| (\d+) ms \(pre-allocated\)\s+\| (\d+) ms \(new process\)", out, re.M
+    )
+    assert len(rooms) == 3, out
+    for _region, warm_ms, cold_ms in rooms:
+        assert int(warm_ms) < int(cold_ms)
     # Not a terminal: plain lines, no cursor movement.
     assert "\x1b[" not in out
 
@@ -110,3 +118,30 @@ def test_percentile_is_nearest_rank() -> None:
     assert percentile(values, 0.95) == 19.0
     assert percentile(values, 0.5) == 10.0
     assert percentile([3.0], 0.95) == 3.0
+
+
+class _Watch(io.StringIO):
+    """Output that signals once a given text is written."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+        self.seen = asyncio.Event()
+
+    def write(self, s: str) -> int:
+        if self.text in s:
+            self.seen.set()
+        return super().write(s)
+
+
+async def test_an_interrupted_demo_stops_what_it_created(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in ENV_KEYS:
+        monkeypatch.delenv(key, raising=False)
+    out = _Watch("all creates answered")
+    settings = DemoSettings(per_region=2, live=False, fake_boot_delay=(30.0, 40.0))
+    task = asyncio.create_task(run_demo(settings, out))
+    await out.seen.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert "Cancelled: stopped 28 of 28 created." in out.getvalue()

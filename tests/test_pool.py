@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import aiohttp
 import pytest
 
 from hathora_async import (
@@ -29,9 +30,11 @@ async def setup(
     clock: ManualClock | None = None, retry: RetryPolicy = FAST, **fake_options: Any
 ) -> AsyncIterator[tuple[FakeHathora, HathoraClient]]:
     # The manual clock drives the fake's lifecycle only; the client and pool run in real time.
-    async with FakeHathora(clock=clock or ManualClock(), seed=9, **fake_options) as fake:
-        async with HathoraClient(fake.token, fake.app_id, base_url=fake.url, retry=retry) as c:
-            yield fake, c
+    async with (
+        FakeHathora(clock=clock or ManualClock(), seed=9, **fake_options) as fake,
+        HathoraClient(fake.token, fake.app_id, base_url=fake.url, retry=retry) as client,
+    ):
+        yield fake, client
 
 
 def statuses(fake: FakeHathora) -> dict[str, str]:
@@ -59,26 +62,28 @@ async def test_fills_every_region_to_its_target() -> None:
 
 
 async def test_refills_when_rooms_land_then_trims_the_surplus() -> None:
-    async with setup() as (fake, client):
-        async with WarmPool(client, {Region.TOKYO: 2}, poll_interval=QUIET) as pool:
-            await pool.wait_ready(timeout=5)
-            busy = pool.process_ids(Region.TOKYO)[0]
-            fake.set_rooms_allocated(busy, 1)
-            snapshot = await pool.refresh()
-            # The busy process no longer counts as warm: a replacement was created.
-            assert snapshot[Region.TOKYO] == RegionCounts(idle=2, busy=1)
-            assert fake.processes_created == 3
-            assert len(set(statuses(fake).values()) - {"running"}) == 0
+    async with (
+        setup() as (fake, client),
+        WarmPool(client, {Region.TOKYO: 2}, poll_interval=QUIET) as pool,
+    ):
+        await pool.wait_ready(timeout=5)
+        busy = pool.process_ids(Region.TOKYO)[0]
+        fake.set_rooms_allocated(busy, 1)
+        snapshot = await pool.refresh()
+        # The busy process no longer counts as warm: a replacement was created.
+        assert snapshot[Region.TOKYO] == RegionCounts(idle=2, busy=1)
+        assert fake.processes_created == 3
+        assert set(statuses(fake).values()) == {"running"}
 
-            # The match ends: three idle processes, one above the maximum (the target).
-            fake.set_rooms_allocated(busy, 0)
-            snapshot = await pool.refresh()
-            assert snapshot[Region.TOKYO] == RegionCounts(idle=2)
-            final = statuses(fake)
-            assert sorted(final.values()) == ["running", "running", "stopped"]
-            # The oldest idle one went: the process that had hosted the match.
-            assert final[busy] == "stopped"
-            assert busy not in pool.process_ids()
+        # The match ends: three idle processes, one above the maximum (the target).
+        fake.set_rooms_allocated(busy, 0)
+        snapshot = await pool.refresh()
+        assert snapshot[Region.TOKYO] == RegionCounts(idle=2)
+        final = statuses(fake)
+        assert sorted(final.values()) == ["running", "running", "stopped"]
+        # The oldest idle one went: the process that had hosted the match.
+        assert final[busy] == "stopped"
+        assert busy not in pool.process_ids()
 
 
 async def test_keeps_surplus_up_to_max_per_region() -> None:
@@ -96,26 +101,28 @@ async def test_keeps_surplus_up_to_max_per_region() -> None:
 
 async def test_replaces_processes_that_fail_or_are_stopped_elsewhere() -> None:
     clock = ManualClock()
-    async with setup(clock, boot_delay=1.0, boot_failure_rate=0.0) as (fake, client):
-        async with WarmPool(client, {Region.LONDON: 2}, poll_interval=QUIET) as pool:
-            await pool.refresh()  # the creates are made before the clock moves
-            clock.advance(1.0)
-            await pool.wait_ready(timeout=5)
-            victim = pool.process_ids()[0]
-            fake.fail_process(victim)
-            snapshot = await pool.refresh()
-            assert snapshot[Region.LONDON] == RegionCounts(starting=1, idle=1, failed=1)
-            assert victim not in pool.process_ids()
-            clock.advance(1.0)
-            assert (await pool.refresh())[Region.LONDON] == RegionCounts(idle=2, failed=1)
+    async with (
+        setup(clock, boot_delay=1.0) as (fake, client),
+        WarmPool(client, {Region.LONDON: 2}, poll_interval=QUIET) as pool,
+    ):
+        await pool.refresh()  # the creates are made before the clock moves
+        clock.advance(1.0)
+        await pool.wait_ready(timeout=5)
+        victim = pool.process_ids()[0]
+        fake.fail_process(victim)
+        snapshot = await pool.refresh()
+        assert snapshot[Region.LONDON] == RegionCounts(starting=1, idle=1, failed=1)
+        assert victim not in pool.process_ids()
+        clock.advance(1.0)
+        assert (await pool.refresh())[Region.LONDON] == RegionCounts(idle=2, failed=1)
 
-            # A replacement that fails to boot is dropped and replaced in turn.
-            fake.world.boot_failure_rate = 1.0
-            fake.fail_process(pool.process_ids()[0])
-            await pool.refresh()
-            clock.advance(1.0)
-            await pool.refresh()  # the replacement shows failed: dropped, replaced again
-            assert pool.snapshot()[Region.LONDON] == RegionCounts(starting=1, idle=1, failed=3)
+        # A replacement that fails to boot is dropped and replaced in turn.
+        fake.world.boot_failure_rate = 1.0
+        fake.fail_process(pool.process_ids()[0])
+        await pool.refresh()
+        clock.advance(1.0)
+        await pool.refresh()  # the replacement shows failed: dropped, replaced again
+        assert pool.snapshot()[Region.LONDON] == RegionCounts(starting=1, idle=1, failed=3)
 
 
 async def test_replaces_processes_the_idle_reaper_stopped() -> None:
@@ -214,12 +221,19 @@ async def test_exit_can_stop_busy_ones_too_or_nothing() -> None:
 
 
 async def test_exit_mid_pass_lets_creates_land_and_stops_them() -> None:
-    async with setup(latency=0.05) as (fake, client):
-        pool = WarmPool(client, {Region.SEATTLE: 3}, poll_interval=QUIET)
-        async with pool:
-            while fake.request_counts["create_process"] < 3:
-                await asyncio.sleep(0.001)
-            # The creates are on the wire: leave now.
+    sent = asyncio.Event()
+    trace = aiohttp.TraceConfig()
+
+    async def on_sent(*_: Any) -> None:
+        sent.set()
+
+    trace.on_request_headers_sent.append(on_sent)
+    async with FakeHathora(latency=0.05) as fake:
+        client = HathoraClient(fake.token, fake.app_id, base_url=fake.url, trace_configs=[trace])
+        async with client, WarmPool(client, {Region.SEATTLE: 3}, poll_interval=QUIET) as pool:
+            await sent.wait()
+            # The creates are on the wire: leave now, in the middle of the pass.
+            assert pool.process_ids() == []
         assert fake.processes_created == 3
         assert set(statuses(fake).values()) == {"stopped"}
 

@@ -70,15 +70,17 @@ async def setup(
     **fake_options: Any,
 ) -> AsyncIterator[tuple[FakeHathora, HathoraClient]]:
     fake_options.setdefault("seed", 5)
-    async with FakeHathora(**fake_options) as fake:
-        async with HathoraClient(
+    async with (
+        FakeHathora(**fake_options) as fake,
+        HathoraClient(
             fake.token,
             fake.app_id,
             base_url=fake.url,
             retry=retry,
             trace_configs=[trace.trace] if trace else None,
-        ) as client:
-            yield fake, client
+        ) as client,
+    ):
+        yield fake, client
 
 
 def kinds(events: list[PreallocationEvent]) -> Counter[str]:
@@ -311,7 +313,7 @@ async def test_a_failing_progress_callback_breaks_nothing(
     def broken(event: PreallocationEvent) -> None:
         raise RuntimeError("display bug")
 
-    async with setup() as (fake, client):
+    async with setup() as (_, client):
         with caplog.at_level(logging.ERROR, logger="hathora_async"):
             result = await client.preallocate({Region.CHICAGO: 2}, on_event=broken)
     assert result.complete

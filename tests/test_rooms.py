@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import typing
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
 
+import attrs
 import pytest
 from _schema import validate_schema
 from hostile import APP_ID, Canned, HostileServer, hostile_client
@@ -23,15 +25,17 @@ from hathora_async import (
     Region,
     RetryPolicy,
     Room,
+    RoomAllocation,
     RoomConnectionData,
     RoomDestroyedError,
     RoomReadyStatus,
     RoomStatus,
     RoomWaitTimeoutError,
+    RoomWithoutAllocations,
     ServerError,
     UnauthorizedError,
 )
-from hathora_async._convert import DecodeFailure, decoder
+from hathora_async._convert import DecodeFailure, camel, decoder
 from hathora_async.rooms import new_room_id
 from hathora_async.testing import FakeHathora, Fault, ManualClock
 
@@ -407,6 +411,38 @@ def test_an_absent_exposed_port_decodes_as_none(model: type[Any]) -> None:
     del starting["roomId"]
     with pytest.raises(DecodeFailure, match="roomId"):
         decode(json.dumps(starting).encode())
+
+
+@pytest.mark.parametrize(
+    ("model", "schema_names"),
+    [
+        (Room, ["Room"]),
+        (RoomAllocation, ["RoomAllocation"]),
+        (RoomWithoutAllocations, ["Pick_Room.Exclude_keyofRoom.allocations__"]),
+        (ConnectionInfoV2, ["ConnectionInfoV2"]),
+        (RoomConnectionData, ["ConnectionInfoV2", "RoomConnectionData"]),
+    ],
+)
+def test_room_models_follow_the_spec_field_by_field(
+    spec: dict[str, Any], model: type[Any], schema_names: list[str]
+) -> None:
+    properties: dict[str, Any] = {}
+    required: set[str] = set()
+    for name in schema_names:
+        schema = spec["components"]["schemas"][name]
+        for part in schema.get("allOf", [schema]):
+            properties.update(part.get("properties", {}))
+            required.update(part.get("required", []))
+    hints = typing.get_type_hints(model)
+    fields = {camel(f.name): f for f in attrs.fields(model)}
+    assert set(fields) == set(properties)
+    for wire_name, field in fields.items():
+        optional = type(None) in typing.get_args(hints[field.name])
+        nullable = bool(properties[wire_name].get("nullable"))
+        absent_ok = wire_name not in required
+        # Nullable keys are Optional; keys that may be absent are Optional with a default.
+        assert optional is (nullable or absent_ok), wire_name
+        assert (field.default is not attrs.NOTHING) is absent_ok, wire_name
 
 
 def test_a_create_answer_without_process_id_is_refused() -> None:

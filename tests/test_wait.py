@@ -40,16 +40,18 @@ async def lifecycle(
     clock: ManualClock, retry: RetryPolicy = FAST, **fake_options: Any
 ) -> AsyncIterator[tuple[FakeHathora, HathoraClient]]:
     """A fake and a client sharing a manual clock: waits take no real time."""
-    async with FakeHathora(clock=clock, seed=3, **fake_options) as fake:
-        async with HathoraClient(
+    async with (
+        FakeHathora(clock=clock, seed=3, **fake_options) as fake,
+        HathoraClient(
             fake.token,
             fake.app_id,
             base_url=fake.url,
             retry=retry,
             sleep=clock.sleep,
             clock=clock,
-        ) as client:
-            yield fake, client
+        ) as client,
+    ):
+        yield fake, client
 
 
 async def test_returns_the_process_once_running_with_gentle_bounded_backoff() -> None:
@@ -192,15 +194,20 @@ async def test_bad_input_fails_before_any_io(process_id: str, options: dict[str,
 
 
 async def test_cancellation_stops_the_wait_at_once(fake: FakeHathora) -> None:
-    async with HathoraClient(fake.token, fake.app_id, base_url=fake.url) as client:
+    sleeping = asyncio.Event()
+
+    async def sleep(seconds: float) -> None:
+        sleeping.set()
+        await asyncio.sleep(seconds)
+
+    async with HathoraClient(fake.token, fake.app_id, base_url=fake.url, sleep=sleep) as client:
         fake.world.boot_delay = 3600.0
         created = await client.processes.create_process(Region.FRANKFURT)
         task = asyncio.create_task(
             client.processes.wait_for_process(created.process_id, poll_interval=60.0)
         )
-        while fake.request_counts["get_process_info"] == 0:
-            await asyncio.sleep(0.001)
-        await asyncio.sleep(0.01)  # now it sleeps 60 s before the next poll
+        await sleeping.wait()  # polled once; now 60 s before the next poll
+        assert fake.request_counts["get_process_info"] == 1
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await asyncio.wait_for(task, 2.0)
