@@ -9,9 +9,10 @@ body), so tests can check what the client really sent.
 from __future__ import annotations
 
 import json
+import socket
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager, suppress
 from typing import Any
 from urllib.parse import unquote
 
@@ -157,3 +158,25 @@ def process_json(**overrides: Any) -> dict[str, Any]:
     }
     data.update(overrides)
     return data
+
+
+@contextmanager
+def black_hole() -> Iterator[socket.socket]:
+    """A listening socket whose accept queue is full: a connect to it hangs."""
+    listener = socket.socket()
+    fillers: list[socket.socket] = []
+    try:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        listener.setblocking(False)
+        for _ in range(4):
+            filler = socket.socket()
+            filler.setblocking(False)
+            fillers.append(filler)
+            with suppress(BlockingIOError):  # non-blocking: the handshake completes later
+                filler.connect(listener.getsockname())
+        yield listener
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()

@@ -10,16 +10,16 @@ Each must end promptly, leave no socket behind, and leave the client usable
 from __future__ import annotations
 
 import asyncio
-import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager, suppress
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
+from hostile import black_hole
 
 from hathora_async import ClientClosedError, HathoraClient, RetryPolicy, Timeouts
 from hathora_async.testing import FakeHathora, Fault
@@ -62,28 +62,6 @@ async def _ends_within(task: asyncio.Task[Any], limit: float = PROMPT) -> BaseEx
     if task.cancelled():
         return asyncio.CancelledError()
     return task.exception()
-
-
-@contextmanager
-def black_hole() -> Iterator[socket.socket]:
-    """A listening socket whose accept queue is full: a connect to it hangs."""
-    listener = socket.socket()
-    fillers: list[socket.socket] = []
-    try:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(0)
-        listener.setblocking(False)
-        for _ in range(4):
-            filler = socket.socket()
-            filler.setblocking(False)
-            fillers.append(filler)
-            with suppress(BlockingIOError):  # non-blocking: the handshake completes later
-                filler.connect(listener.getsockname())
-        yield listener
-    finally:
-        for filler in fillers:
-            filler.close()
-        listener.close()
 
 
 # -- cancellation ------------------------------------------------------------------

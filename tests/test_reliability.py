@@ -14,8 +14,8 @@ import socket
 import ssl
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager, contextmanager, suppress
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from pathlib import Path
@@ -25,6 +25,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from hostile import black_hole
 
 from hathora_async import (
     BadRequestError,
@@ -396,28 +397,6 @@ async def test_create_is_retried_when_the_connection_was_refused() -> None:
         assert fake.processes()[0]["processId"] == process.process_id
     finally:
         await fake.close()
-
-
-@contextmanager
-def black_hole() -> Iterator[socket.socket]:
-    """A listening socket whose accept queue is full: a connect to it hangs."""
-    listener = socket.socket()
-    fillers: list[socket.socket] = []
-    try:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(0)
-        listener.setblocking(False)
-        for _ in range(4):
-            filler = socket.socket()
-            filler.setblocking(False)
-            fillers.append(filler)
-            with suppress(BlockingIOError):  # non-blocking: the handshake completes later
-                filler.connect(listener.getsockname())
-        yield listener
-    finally:
-        for filler in fillers:
-            filler.close()
-        listener.close()
 
 
 @asynccontextmanager
