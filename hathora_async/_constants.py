@@ -33,6 +33,9 @@ DEFAULT_WAIT_TIMEOUT = 105.0
 DEFAULT_POLL_INTERVAL = 1.0
 DEFAULT_MAX_POLL_INTERVAL = 5.0
 POLL_BACKOFF_MULTIPLIER = 1.5
+# A call cut short to fit a wait's (or a create's) deadline still gets this much:
+# shorter could not complete even on loopback.
+MIN_BOUNDED_CALL_TIMEOUT = 0.05
 
 # Pre-allocation: in-flight HTTP requests of one preallocate() call.
 DEFAULT_PREALLOC_CONCURRENCY = 32

@@ -319,9 +319,12 @@ async def run_demo(settings: DemoSettings, out: TextIO = sys.stdout) -> int:
             print(f"  {failure.region.value}: {failure.error}", file=out)
         ids = result.created + [p.process_id for p in result.strays]
         room_regions = [r for r in plan if result.ready.get(r)][: settings.room_regions]
-        warm = await _time_rooms(client, room_regions, set(ids), poll[0], out)
-        stopped = await _stop_all(client, ids, settings.concurrency)
-        print(f"\nStopped {stopped} of {len(ids)} processes created.", file=out)
+        try:
+            warm = await _time_rooms(client, room_regions, set(ids), poll[0], out)
+        finally:
+            # Billed processes: stopped even when interrupted while rooms are timed.
+            stopped = await _stop_all(client, ids, settings.concurrency)
+            print(f"\nStopped {stopped} of {len(ids)} processes created.", file=out)
         if room_regions:
             # With every pre-allocated process gone, a room must wait for a new process.
             cold = await _time_rooms(client, room_regions, set(), poll[0], out)

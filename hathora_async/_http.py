@@ -14,6 +14,7 @@ from yarl import URL
 
 from . import _constants as C
 from ._convert import DecodeFailure, loads
+from ._structgen import fast_constructor
 from .errors import (
     ApiError,
     ClientClosedError,
@@ -37,6 +38,12 @@ logger = logging.getLogger(C.LOGGER_NAME)
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 Query = Sequence[tuple[str, str]]
+
+# Paths and URLs kept per transport: enough for every process a server watches.
+_MAX_TARGETS = 1024
+
+# ApiResponse(status_code, headers, data), built without attrs' per-field setattr.
+_response: Callable[[int, Mapping[str, str], Any], ApiResponse[Any]] = fast_constructor(ApiResponse)
 
 
 @attrs.frozen
@@ -74,7 +81,10 @@ class CallOptions:
         """aiohttp's limits for one attempt that must end within ``remaining``."""
         return aiohttp.ClientTimeout(
             total=remaining,
-            connect=min(self.timeouts.connect, remaining),
+            # Strictly inside the total: a connect that hangs must fail as a connect
+            # timeout (provably not sent, so even a create may be retried), never
+            # as the total timer, which cannot say whether the request left.
+            connect=min(self.timeouts.connect, remaining * 0.9),
             sock_read=min(self.timeouts.read, remaining),
             # aiohttp rounds timeouts above this up to a whole second: a deadline
             # must not fire late, so never round.
@@ -179,6 +189,7 @@ class Transport:
         self._closed = False
         # Tasks now inside ``request``, so that ``close()`` can end them wherever
         # they wait (connecting, a pool slot, the answer, a pause between attempts).
+        self._targets: dict[tuple[str, tuple[str, ...]], tuple[str, URL]] = {}
         self._inflight: set[asyncio.Task[Any]] = set()
         self._cancelled_by_close: set[asyncio.Task[Any]] = set()
 
@@ -256,6 +267,15 @@ class Transport:
             self._inflight.discard(task)
             self._cancelled_by_close.discard(task)
 
+    def _target(self, template: str, path_segments: tuple[str, ...]) -> tuple[str, URL]:
+        """The path and URL of a call, kept: the same ids come back call after call."""
+        path = self._base_path + template.format(*path_segments)
+        target = (path, self.base_url.with_path(path, encoded=True))
+        if len(self._targets) >= _MAX_TARGETS:
+            self._targets.clear()
+        self._targets[(template, path_segments)] = target
+        return target
+
     async def _send(
         self,
         endpoint: Endpoint[T],
@@ -264,9 +284,13 @@ class Transport:
         query: Query | None,
         json_body: bytes | None,
     ) -> ApiResponse[T]:
-        session = self.open()
-        path = self._base_path + endpoint.path.format(*path_segments)
-        url = self.base_url.with_path(path, encoded=True)
+        session = self._session
+        if session is None:
+            session = self.open()
+        target = self._targets.get((endpoint.path, path_segments))
+        if target is None:
+            target = self._target(endpoint.path, path_segments)
+        path, url = target
         if query:
             url = url.with_query(query)
         headers = self._request_headers if json_body is None else self._request_json_headers
@@ -289,7 +313,11 @@ class Transport:
                     allow_redirects=False,
                 ) as response:
                     status = response.status
-                    body = await _read_bounded(response)
+                    length = response.content_length
+                    if length is not None and length <= C.MAX_RESPONSE_BYTES:
+                        body = await response.read()  # the usual answer, read at once
+                    else:
+                        body = await _read_bounded(response)
                     response_headers = response.headers
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 error, sent, retryable = _transport_error(exc)
@@ -305,7 +333,9 @@ class Transport:
                 error = error_from_response(status, response_headers, body)
                 # A 429 means the server refused to act: safe to resend even a create.
                 retryable = status in RETRYABLE_STATUSES and (endpoint.idempotent or status == 429)
-                sent = status == 408 or status >= 500
+                # A 2xx other than the expected one most likely did act (a 200 or
+                # 202 to a create); only 4xx other than 408 prove it did not.
+                sent = status == 408 or status >= 500 or 200 <= status < 300
             unknown = sent and not endpoint.idempotent
             error._locate(endpoint.method, path, outcome_unknown=unknown)
             retries += 1
@@ -338,7 +368,7 @@ class Transport:
     ) -> ApiResponse[T]:
         decode = endpoint.decode
         if decode is None:
-            return ApiResponse(status, headers, None)  # type: ignore[arg-type]
+            return _response(status, headers, None)
         try:
             data = decode(body)
         except DecodeFailure as exc:
@@ -346,7 +376,7 @@ class Transport:
             # The server did act (it said so); only the answer is unreadable.
             error._locate(endpoint.method, path, outcome_unknown=not endpoint.idempotent)
             raise error from None
-        return ApiResponse(status, headers, data)
+        return _response(status, headers, data)
 
     @staticmethod
     def _delay_or_raise(

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from urllib.parse import quote
 
 __all__ = ["segment"]
 
-
-@lru_cache(maxsize=1024)
-def _quote(value: str) -> str:
-    # Ids repeat from call to call (the app, a game server's own process), and a
-    # cache hit costs a tenth of quoting again. quote() always returns a plain
-    # str, whatever str subclass it was given.
-    return quote(value, safe="")
+# Ids already checked and encoded. They repeat from call to call (the app, a
+# game server's own process), and a lookup costs a fraction of checking and
+# quoting again. Bounded: cleared when full.
+_ENCODED: dict[str, str] = {}
+_MAX_ENCODED = 1024
 
 
 def segment(value: str, name: str) -> str:
@@ -23,8 +20,19 @@ def segment(value: str, name: str) -> str:
     ``%`` stay inside the segment. Empty, ``.`` and ``..`` would be dropped or
     resolved by servers and proxies, so they are refused before any I/O.
     """
+    exact = type(value) is str
+    if exact:
+        known = _ENCODED.get(value)
+        if known is not None:
+            return known
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a str, not {type(value).__name__}")
     if value in ("", ".", ".."):
         raise ValueError(f"{name} must not be empty, '.' or '..', got {value!r}")
-    return _quote(value)
+    encoded = quote(value, safe="")  # always a plain str, even for a str subclass
+    if exact:
+        # Only exact strs are kept: a subclass may compare equal yet mean otherwise.
+        if len(_ENCODED) >= _MAX_ENCODED:
+            _ENCODED.clear()
+        _ENCODED[value] = encoded
+    return encoded

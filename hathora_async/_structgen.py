@@ -17,14 +17,16 @@ import types
 import typing
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, get_args, get_origin
+from typing import Any, TypeVar, get_args, get_origin
 
 import attrs
 import cattrs
 
 from .models import OpenEnum
 
-__all__ = ["fast_attrs_hook"]
+__all__ = ["fast_attrs_hook", "fast_constructor"]
+
+T = TypeVar("T")
 
 _UNION_TYPES = (typing.Union, types.UnionType)
 
@@ -65,10 +67,13 @@ class _Source:
             cls = self.name("enum", tp)
             self.add(indent, f"if type({var}) is not str: raise TypeError")
             self.add(indent, f"{var} = {members}.get({var}) or {cls}({var})")
-        elif get_origin(tp) in _UNION_TYPES and type(None) in get_args(tp):
-            rest = [arg for arg in get_args(tp) if arg is not type(None)]
+        elif (
+            get_origin(tp) in _UNION_TYPES and len(get_args(tp)) == 2 and type(None) in get_args(tp)
+        ):
+            # X | None; wider unions go to the converter's own hook below.
+            inner = next(arg for arg in get_args(tp) if arg is not type(None))
             self.add(indent, f"if {var} is not None:")
-            self.check(var, rest[0] if len(rest) == 1 else typing.Union[tuple(rest)], indent + 1)
+            self.check(var, inner, indent + 1)
         elif _sequence_container(tp) is not None:
             container = self.name("container", _sequence_container(tp))
             item_type = get_args(tp)[0]
@@ -104,7 +109,8 @@ def _slot_setters(cls: type[Any]) -> list[Any] | None:
     """
     fields = attrs.fields(cls)
     if any(
-        f.default is not attrs.NOTHING or not f.init or f.validator or f.converter for f in fields
+        f.default is not attrs.NOTHING or not f.init or f.kw_only or f.validator or f.converter
+        for f in fields
     ):
         return None
     if hasattr(cls, "__attrs_pre_init__") or hasattr(cls, "__attrs_post_init__"):
@@ -112,8 +118,8 @@ def _slot_setters(cls: type[Any]) -> list[Any] | None:
     code = getattr(cls.__dict__.get("__init__"), "__code__", None)
     if code is None or not code.co_filename.startswith("<attrs generated"):
         return None
-    if cls.__new__ is not object.__new__:
-        return None
+    if any("__new__" in vars(klass) for klass in cls.__mro__[:-1]):
+        return None  # a custom __new__ must run
     slots: set[str] = set()
     for klass in cls.__mro__:
         declared = klass.__dict__.get("__slots__", ())
@@ -124,6 +130,28 @@ def _slot_setters(cls: type[Any]) -> list[Any] | None:
     if not all(isinstance(d, types.MemberDescriptorType) for d in descriptors):
         return None
     return [d.__set__ for d in descriptors]
+
+
+def fast_constructor(cls: Callable[..., T]) -> Callable[..., T]:
+    """The attrs class ``cls``'s constructor, taking its fields in order.
+
+    It fills the slots directly where that is all ``__init__`` would do (see
+    ``_slot_setters``); otherwise it is ``cls`` itself.
+    """
+    setters = _slot_setters(cls)  # type: ignore[arg-type]
+    if setters is None:
+        return cls
+    names: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
+    params = [f"a{index}" for index in range(len(setters))]
+    lines = [f"def build({', '.join(params)}):", "    obj = _new(_cls)"]
+    for index, setter in enumerate(setters):
+        names[f"_set{index}"] = setter
+        lines.append(f"    _set{index}(obj, a{index})")
+    lines.append("    return obj")
+    qualname = getattr(cls, "__qualname__", repr(cls))
+    exec(compile("\n".join(lines), f"<fast constructor of {qualname}>", "exec"), names)
+    build: Callable[..., T] = names["build"]
+    return build
 
 
 def fast_attrs_hook(

@@ -6,7 +6,7 @@ import asyncio
 import ipaddress
 import os
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -311,14 +311,15 @@ class HathoraClient:
             raise ValueError("no app_id: pass app_id= to the call or to HathoraClient")
         return segment(chosen, "app_id")
 
-    async def _call(
+    def _call(
         self,
         endpoint: Endpoint[T],
         path_segments: tuple[str, ...],
         *,
         query: Query | None = None,
         json_body: bytes | None = None,
-    ) -> ApiResponse[T]:
-        return await self._transport.request(
+    ) -> Coroutine[Any, Any, ApiResponse[T]]:
+        # The transport's coroutine itself: one frame less on every call.
+        return self._transport.request(
             endpoint, path_segments, self._options, query=query, json_body=json_body
         )

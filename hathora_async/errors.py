@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from multidict import CIMultiDict, CIMultiDictProxy
 
 if TYPE_CHECKING:
     from .models import ConnectionInfoV2, ProcessV2
@@ -56,6 +58,16 @@ class HathoraError(Exception):
         self.method = method
         self.path = path
         self.outcome_unknown = outcome_unknown
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Subclasses take keyword-only constructor arguments that the default
+        # reduction (``cls(*args)``) cannot pass, so rebuild from the state instead:
+        # errors must survive pickling (multiprocessing, concurrent.futures).
+        state = {
+            key: CIMultiDict(value) if isinstance(value, CIMultiDictProxy) else value
+            for key, value in self.__dict__.items()
+        }
+        return (_restore_error, (type(self), self.args, state))
 
     def __str__(self) -> str:
         text = super().__str__()
@@ -244,3 +256,12 @@ def error_class_for(status: int) -> type[ApiError]:
     if 500 <= status <= 599:
         return ServerError
     return ApiError
+
+
+def _restore_error(
+    cls: type[HathoraError], args: tuple[Any, ...], state: dict[str, Any]
+) -> HathoraError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Container, Coroutine, Mapping
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
@@ -129,6 +129,33 @@ def check_plan(plan: Plan) -> dict[Region, int]:
             raise ValueError(f"count for {key.value} must be an int >= 0, got {count!r}")
         checked[key] = checked.get(key, 0) + count
     return checked
+
+
+async def list_strays(
+    client: HathoraClient,
+    region: Region,
+    *,
+    since: datetime,
+    known: Container[str],
+    app_id: str | None,
+) -> list[ProcessV2]:
+    """The processes in ``region`` that a create sent at ``since`` (or later) may have made.
+
+    Lists the region's latest processes and keeps those not in ``known``,
+    created no earlier than ``since`` less ``STRAY_CLOCK_SKEW``, and not
+    draining, stopping or stopped (a failed one is kept: it was still made). Another
+    client's processes of the same moment look the same. Raises the listing's
+    ``HathoraError``.
+    """
+    latest = await client.processes.get_latest_processes(region=[region], app_id=app_id)
+    cutoff = since - timedelta(seconds=C.STRAY_CLOCK_SKEW)
+    return [
+        process
+        for process in latest
+        if process.process_id not in known
+        and process.created_at >= cutoff
+        and (process.status not in TERMINAL_STATUSES or process.status == ProcessStatus.FAILED)
+    ]
 
 
 def _check_limit(value: object, name: str) -> int:
@@ -384,21 +411,16 @@ class _Run:
         if not regions:
             return
         known = set(self.result.created)
-        since = self.started_at - timedelta(seconds=C.STRAY_CLOCK_SKEW)
         for region in regions:
             try:
                 async with self.limits[region]:
-                    latest = await self.client.processes.get_latest_processes(
-                        region=[region], app_id=self.app_id
+                    found = await list_strays(
+                        self.client, region, since=self.started_at, known=known, app_id=self.app_id
                     )
             except HathoraError as exc:
                 logger.warning("cannot look for stray processes in %s: %s", region.value, exc)
                 continue
-            for process in latest:
-                if process.process_id in known or process.created_at < since:
-                    continue
-                if process.status in TERMINAL_STATUSES and process.status != ProcessStatus.FAILED:
-                    continue
+            for process in found:
                 known.add(process.process_id)
                 self.result.strays.append(process)
                 self.emit(PreallocationEvent("stray", region, process.process_id, process))

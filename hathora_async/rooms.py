@@ -33,7 +33,7 @@ from .models import (
     RoomWithoutAllocations,
     coerce_region,
 )
-from .waiting import TRANSIENT_ERRORS, check_wait_options
+from .waiting import TRANSIENT_ERRORS, bounded_client, check_wait_options
 
 if TYPE_CHECKING:
     from .client import HathoraClient
@@ -66,8 +66,6 @@ GET_CONNECTION_INFO: Endpoint[ConnectionInfoV2] = Endpoint(
 
 # How Hathora refuses a room id that is taken (400 per the spec; 409 is the HTTP idiom).
 _TAKEN_STATUSES = frozenset({400, 409})
-# A poll cut shorter than this could not complete even on loopback.
-_MIN_POLL_TIMEOUT = 0.05
 
 _ROOM_ID = re.compile(r"[A-Za-z0-9_-]+")
 _ID_ALPHABET = string.ascii_lowercase + string.digits
@@ -146,19 +144,21 @@ class RoomsApi:
         When the room is recovered after a refused retry (see ``create_room``),
         the status code and headers are those of the connection-info read (200).
         """
+        # The recovery reads share the create's deadline: the call as a whole is bounded.
+        deadline = self._client._options.clock() + self._client.timeouts.total
         app = self._client._app_segment(app_id)
         body: dict[str, Any] = {"region": coerce_region(region).value}
         if room_config is not None:
             body["roomConfig"] = _room_config(room_config)
         chosen = _room_id(room_id) if room_id is not None else new_room_id()
         try:
-            return await self._create(app, chosen, _json(body), app_id)
+            return await self._create(app, chosen, _json(body), app_id, deadline)
         except HathoraError as exc:
             exc.room_id = chosen
             raise
 
     async def _create(
-        self, app: str, room_id: str, body: bytes, app_id: str | None
+        self, app: str, room_id: str, body: bytes, app_id: str | None, deadline: float
     ) -> ApiResponse[RoomConnectionData]:
         try:
             return await self._client._call(
@@ -168,7 +168,7 @@ class RoomsApi:
             # Only a retry can meet a room made by this call's own earlier attempt.
             if exc.status not in _TAKEN_STATUSES or exc.attempts < 2:
                 raise
-            recovered = await self._recover(room_id, app_id)
+            recovered = await self._recover(room_id, app_id, deadline)
             if recovered is None:
                 raise
             return recovered
@@ -204,15 +204,24 @@ class RoomsApi:
         return response.data
 
     async def _recover(
-        self, room_id: str, app_id: str | None
+        self, room_id: str, app_id: str | None, deadline: float
     ) -> ApiResponse[RoomConnectionData] | None:
-        """The live room ``room_id`` as a create would have answered, or None."""
+        """The live room ``room_id`` as a create would have answered, or None.
+
+        None too when the create's deadline leaves no time for a read.
+        """
         try:
-            room = await self.get_room_info(room_id, app_id=app_id)
+            rooms = self._before(deadline)
+            if rooms is None:
+                return None
+            room = await rooms.get_room_info(room_id, app_id=app_id)
             allocation = room.current_allocation
             if allocation is None or room.status == RoomStatus.DESTROYED:
                 return None
-            response = await self.get_connection_info_with_http_info(room_id, app_id=app_id)
+            rooms = self._before(deadline)
+            if rooms is None:
+                return None
+            response = await rooms.get_connection_info_with_http_info(room_id, app_id=app_id)
         except NotFoundError:
             return None
         info = response.data
@@ -224,6 +233,12 @@ class RoomsApi:
             exposed_port=info.exposed_port,
         )
         return ApiResponse(response.status_code, response.headers, data)
+
+    def _before(self, deadline: float) -> RoomsApi | None:
+        """These operations bounded to end by ``deadline``; None if no call fits."""
+        if deadline - self._client._options.clock() < C.MIN_BOUNDED_CALL_TIMEOUT:
+            return None
+        return bounded_client(self._client, deadline).rooms
 
     async def get_room_info_with_http_info(
         self, room_id: str, *, app_id: str | None = None
@@ -341,7 +356,7 @@ class RoomsApi:
                 info = await self._poll(rid, app_id, deadline)
             except NotFoundError as exc:
                 # Gone after being seen, or still on record as destroyed: it was destroyed.
-                if last is not None or await self._is_destroyed(rid, app_id):
+                if last is not None or await self._is_destroyed(rid, app_id, deadline):
                     raise RoomDestroyedError(rid) from exc
                 raise
             except TRANSIENT_ERRORS as exc:
@@ -358,17 +373,17 @@ class RoomsApi:
             await self._client._options.sleep(min(poll_interval, remaining))
 
     async def _poll(self, room_id: str, app_id: str | None, deadline: float) -> ConnectionInfoV2:
-        remaining = deadline - self._client._options.clock()
-        caller = self._client
-        if remaining < caller.timeouts.total:
-            # One poll must not outlive the whole wait.
-            caller = caller.with_options(timeout=max(remaining, _MIN_POLL_TIMEOUT))
-        return await caller.rooms.get_connection_info(room_id, app_id=app_id)
+        rooms = bounded_client(self._client, deadline).rooms
+        return await rooms.get_connection_info(room_id, app_id=app_id)
 
-    async def _is_destroyed(self, room_id: str, app_id: str | None) -> bool:
+    async def _is_destroyed(self, room_id: str, app_id: str | None, deadline: float) -> bool:
         # Needs the token; without one (a player's client) the 404 stands as is.
+        # Bounded by the wait like a poll; a read that fails or runs out of time
+        # leaves the 404 standing too.
         try:
-            room = await self.get_room_info(room_id, app_id=app_id)
+            room = await bounded_client(self._client, deadline).rooms.get_room_info(
+                room_id, app_id=app_id
+            )
         except HathoraError:
             return False
         return room.status == RoomStatus.DESTROYED

@@ -19,12 +19,14 @@ from .errors import (
     ServerError,
 )
 from .models import ProcessStatus, ProcessV2
+from .retry import Timeouts
 
 if TYPE_CHECKING:
     from .client import HathoraClient
 
 __all__ = [
     "Fetch",
+    "bounded_client",
     "bounded_fetch",
     "check_wait_options",
     "poll_until_running",
@@ -35,9 +37,6 @@ __all__ = [
 TERMINAL_STATUSES = frozenset(
     {ProcessStatus.FAILED, ProcessStatus.DRAINING, ProcessStatus.STOPPING, ProcessStatus.STOPPED}
 )
-
-# A poll cut shorter than this could not complete even on loopback.
-_MIN_POLL_TIMEOUT = 0.05
 
 # Polling errors worth polling through: the server or the network had a bad moment.
 TRANSIENT_ERRORS = (
@@ -116,17 +115,31 @@ async def _read(fetch: Fetch, deadline: float) -> tuple[ProcessV2 | None, Hathor
         return None, exc
 
 
+def bounded_client(client: HathoraClient, deadline: float) -> HathoraClient:
+    """``client``, or a sibling whose calls end by ``deadline`` (a reading of its clock).
+
+    A call inside a wait must not outlive the wait. The sibling keeps the
+    client's connect and read limits where they are tighter, and gets at least
+    ``MIN_BOUNDED_CALL_TIMEOUT`` however little time is left.
+    """
+    timeouts = client.timeouts
+    remaining = deadline - client._options.clock()
+    if remaining >= timeouts.total:
+        return client
+    remaining = max(remaining, C.MIN_BOUNDED_CALL_TIMEOUT)
+    bounded = Timeouts(
+        connect=min(timeouts.connect, remaining),
+        read=min(timeouts.read, remaining),
+        total=remaining,
+    )
+    return client.with_options(timeout=bounded)
+
+
 def bounded_fetch(client: HathoraClient, process_id: str, app_id: str | None) -> Fetch:
     """A ``Fetch`` reading the process with ``client``, never past the wait's deadline."""
-    clock = client._options.clock
-    total = client.timeouts.total
 
     async def fetch(deadline: float) -> ProcessV2:
-        remaining = deadline - clock()
-        caller = client
-        if remaining < total:
-            # One poll must not outlive the whole wait.
-            caller = client.with_options(timeout=max(remaining, _MIN_POLL_TIMEOUT))
+        caller = bounded_client(client, deadline)
         return await caller.processes.get_process_info(process_id, app_id=app_id)
 
     return fetch

@@ -145,3 +145,19 @@ async def test_an_interrupted_demo_stops_what_it_created(monkeypatch: pytest.Mon
     with pytest.raises(asyncio.CancelledError):
         await task
     assert "Cancelled: stopped 28 of 28 created." in out.getvalue()
+
+
+async def test_a_demo_interrupted_while_timing_rooms_still_stops_everything(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for key in ENV_KEYS:
+        monkeypatch.delenv(key, raising=False)
+    # "Done in" is printed just before the rooms are timed on the pre-allocated processes.
+    out = _Watch("Done in")
+    settings = DemoSettings(per_region=1, live=False, fake_boot_delay=(0.05, 0.1))
+    task = asyncio.create_task(run_demo(settings, out))
+    await out.seen.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert "Stopped 14 of 14 processes created." in out.getvalue()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
+import pickle
 import socket
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
@@ -26,6 +28,7 @@ from hathora_async import (
     RateLimitedError,
     Region,
     RequestTimeoutError,
+    ResponseDecodeError,
     RetryPolicy,
     ServerError,
     UnauthorizedError,
@@ -328,3 +331,36 @@ def test_process_json_helper_is_itself_valid() -> None:
         "deploymentId",
         "appId",
     }
+
+
+async def test_errors_survive_pickling_and_copying(
+    fake: FakeHathora, client: HathoraClient
+) -> None:
+    # multiprocessing and concurrent.futures pickle exceptions; every field must survive.
+    with pytest.raises(NotFoundError) as caught:
+        await client.processes.get_process_info("no-such-process")
+    errors: list[HathoraError] = [
+        caught.value,
+        RateLimitedError(429, "slow down", headers={"Retry-After": "3"}, retry_after=3.0),
+        ResponseDecodeError(201, "required field missing @ $.appId", b"{}"),
+        HathoraConnectionError("cannot connect"),
+    ]
+    for error in errors:
+        for twin in (pickle.loads(pickle.dumps(error)), copy.copy(error), copy.deepcopy(error)):
+            assert type(twin) is type(error)
+            assert str(twin) == str(error)
+            assert twin.outcome_unknown == error.outcome_unknown
+            assert twin.path == error.path
+            if isinstance(error, ApiError):
+                assert isinstance(twin, ApiError)
+                assert (twin.status, twin.message, twin.body) == (
+                    error.status,
+                    error.message,
+                    error.body,
+                )
+                assert twin.headers.get("Retry-After") == error.headers.get("Retry-After")
+                assert twin.headers.get("content-type") == error.headers.get("content-type")
+    restored = pickle.loads(pickle.dumps(errors[1]))
+    assert isinstance(restored, RateLimitedError) and restored.retry_after == 3.0
+    decoded = pickle.loads(pickle.dumps(errors[2]))
+    assert isinstance(decoded, ResponseDecodeError) and decoded.description.endswith("$.appId")

@@ -21,7 +21,8 @@ import pytest
 
 from hathora_async import _convert, models
 from hathora_async._convert import DecodeFailure, camel
-from hathora_async.models import OpenEnum, ProcessV2
+from hathora_async._structgen import fast_constructor
+from hathora_async.models import ApiResponse, OpenEnum, ProcessV2
 
 MODELS = sorted(
     (
@@ -274,3 +275,79 @@ def test_parse_datetime_fast_path_matches_the_portable_path(text: str) -> None:
         portable = portable.replace(tzinfo=timezone.utc)
     assert fast == portable
     assert fast.utcoffset() == portable.utcoffset()
+
+
+@attrs.frozen
+class KeywordOnly:
+    name: str = attrs.field(kw_only=True)
+
+
+def test_keyword_only_fields_without_defaults() -> None:
+    assert fresh_hook(KeywordOnly)({"name": "a"}) == KeywordOnly(name="a")
+
+
+def test_fast_constructor_builds_what_init_builds() -> None:
+    build = fast_constructor(ApiResponse)
+    assert build.__code__.co_filename.startswith("<fast constructor")
+    made = build(200, {"X-Id": "1"}, [1])
+    assert made == ApiResponse(200, {"X-Id": "1"}, [1])
+    assert repr(made) == repr(ApiResponse(200, {"X-Id": "1"}, [1]))
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        made.status_code = 500  # type: ignore[misc]
+    # Anything __init__ does beyond filling slots keeps __init__.
+    for cls in (Validated, PostInit, CachedHash, NotSlotted, Defaults, KeywordOnly):
+        assert fast_constructor(cls) is cls
+
+
+# -- the optional orjson parser answers exactly as json does ------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"processId": "p-1", "port": 7777, "ok": true, "gone": null}',
+        b'[1, -0, 2.5, 1e400, "\\u00e9", "\xc3\xa9"]',
+        b'{"n": NaN, "i": -Infinity}',
+        b'{"lone": "\\ud800"}',
+        b'{"dup": 1, "dup": 2}',
+        '{"wide": "utf-16"}'.encode("utf-16"),
+        b'\xef\xbb\xbf{"bom": 1}',
+        b"",
+        b"not json",
+        b'{"cut": 1',
+        b'{"a": 1}{',
+        b"\xff\xfe\xff",
+        b' \t\n{"spaced": [ ]}\r\n',
+    ],
+)
+def test_orjson_parser_answers_as_json_does(body: bytes) -> None:
+    parse = _convert._orjson_loads()
+    if parse is None:
+        pytest.skip("the orjson extra is not installed")
+
+    def result(loads: Any) -> tuple[str, str]:
+        try:
+            return "ok", repr(loads(body))
+        except ValueError as exc:
+            return "error", str(exc)
+
+    assert result(parse) == result(json.loads)
+
+
+@pytest.mark.parametrize("big", [2**63, 2**64, 2**70, -(2**64)])
+def test_integers_beyond_64_bits_decode_as_json_reads_them(big: int) -> None:
+    # orjson reads these as floats; the decoder must still answer as json does.
+    body = sample(ProcessV2)
+    body["deploymentId"] = big
+    raw = json.dumps(body).encode()
+    expected = _convert._explaining.structure(json.loads(raw), ProcessV2)
+    saved = _convert.loads
+    try:
+        for parse in (json.loads, _convert._orjson_loads()):
+            if parse is None:
+                continue
+            _convert.loads = parse
+            assert _convert.decode(raw, ProcessV2) == expected
+            assert _convert.decode(raw, ProcessV2).deployment_id == big
+    finally:
+        _convert.loads = saved

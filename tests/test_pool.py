@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -11,6 +12,7 @@ import aiohttp
 import pytest
 
 from hathora_async import (
+    ClientClosedError,
     HathoraClient,
     RateLimitedError,
     Region,
@@ -39,6 +41,14 @@ async def setup(
 
 def statuses(fake: FakeHathora) -> dict[str, str]:
     return {p["processId"]: p["status"] for p in fake.processes()}
+
+
+async def until(predicate: Callable[[], bool]) -> None:
+    async def poll() -> None:
+        while not predicate():
+            await asyncio.sleep(0.001)
+
+    await asyncio.wait_for(poll(), 5)
 
 
 async def test_fills_every_region_to_its_target() -> None:
@@ -262,3 +272,146 @@ async def test_misuse_is_refused() -> None:
             await pool.refresh()
         assert "Seattle: 1" in repr(pool)
     assert fake.processes_created == 1
+
+
+async def test_a_real_room_makes_a_pool_process_busy_and_is_replaced() -> None:
+    clock = ManualClock()
+    async with (
+        setup(clock, boot_delay=2.0) as (fake, client),
+        WarmPool(client, {Region.SEATTLE: 1}, poll_interval=QUIET) as pool,
+    ):
+        await pool.refresh()
+        clock.advance(2.0)
+        await pool.wait_ready(timeout=5)
+        room = await client.rooms.create_room(Region.SEATTLE)
+        # The room went to the warm process, not to a cold one.
+        assert pool.process_ids() == [room.process_id]
+        assert fake.processes_created == 1
+        snapshot = await pool.refresh()
+        assert snapshot[Region.SEATTLE] == RegionCounts(starting=1, busy=1)
+        clock.advance(2.0)
+        assert (await pool.refresh())[Region.SEATTLE] == RegionCounts(idle=1, busy=1)
+        assert fake.processes_created == 2
+
+
+async def test_exit_rereads_and_spares_a_process_a_match_landed_on_since_the_last_pass() -> None:
+    async with setup() as (fake, client):
+        async with WarmPool(client, {Region.SEATTLE: 1, Region.LONDON: 1}, poll_interval=QUIET) as pool:
+            await pool.wait_ready(timeout=5)
+            gone = pool.process_ids(Region.LONDON)[0]
+            # After the last pass: a match lands on the Seattle process, and the
+            # London one is stopped elsewhere.
+            room = await client.rooms.create_room(Region.SEATTLE)
+            assert room.process_id in pool.process_ids()
+            fake.fail_process(gone)
+        assert fake.room(room.room_id)["status"] == "active"
+        assert statuses(fake)[room.process_id] == "running"
+        # The pool's books say why: the match's process is busy, the other one ended.
+        assert pool.snapshot() == {
+            Region.SEATTLE: RegionCounts(busy=1),
+            Region.LONDON: RegionCounts(failed=1),
+        }
+        assert pool.process_ids() == [room.process_id]
+        assert fake.request_counts["stop_process"] == 0
+
+
+@pytest.mark.parametrize("change", ["room_lands", "stopped_elsewhere"])
+async def test_trimming_rereads_a_process_before_stopping_it(change: str) -> None:
+    # When armed, the pass's poll of that process answers "idle" and then, before
+    # the pass trims it, a match lands on it (or it is stopped elsewhere).
+    armed: list[str] = []
+    trace = aiohttp.TraceConfig()
+
+    async def on_end(_: Any, __: Any, params: aiohttp.TraceRequestEndParams) -> None:
+        if armed and params.method == "GET" and params.url.path.endswith("/" + armed[0]):
+            pid = armed.pop()
+            if change == "room_lands":
+                fake.set_rooms_allocated(pid, 1)
+            else:
+                fake.fail_process(pid)
+
+    trace.on_request_end.append(on_end)
+    async with FakeHathora(clock=ManualClock(), seed=9) as fake:
+        client = HathoraClient(
+            fake.token, fake.app_id, base_url=fake.url, retry=FAST, trace_configs=[trace]
+        )
+        async with client, WarmPool(client, {Region.TOKYO: 1}, poll_interval=QUIET) as pool:
+            await pool.wait_ready(timeout=5)
+            old = pool.process_ids()[0]
+            fake.set_rooms_allocated(old, 1)
+            await pool.refresh()  # a replacement
+            fake.set_rooms_allocated(old, 0)  # the match ends: old is idle surplus...
+            armed.append(old)
+            snapshot = await pool.refresh()
+            assert fake.request_counts["stop_process"] == 0
+            if change == "room_lands":
+                assert snapshot[Region.TOKYO] == RegionCounts(idle=1, busy=1)
+                assert statuses(fake)[old] == "running"
+                assert old in pool.process_ids()
+            else:
+                assert snapshot[Region.TOKYO] == RegionCounts(idle=1, failed=1)
+                assert old not in pool.process_ids()
+
+
+async def test_a_closed_client_ends_the_pool_and_exit_names_what_it_could_not_stop(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="hathora_async")
+    delays: list[float] = []
+
+    async def record(seconds: float) -> None:
+        delays.append(seconds)
+        await asyncio.sleep(0.002)
+
+    async with FakeHathora(clock=ManualClock(), seed=9, boot_delay=5.0) as fake:
+        client = HathoraClient(fake.token, fake.app_id, base_url=fake.url, retry=FAST)
+        pool = WarmPool(
+            client, {Region.SEATTLE: 2}, poll_interval=0.002, max_backoff=0.004, sleep=record
+        )
+        async with client, pool:
+            await until(lambda: len(pool.process_ids()) == 2)
+            ids = sorted(pool.process_ids())
+            await client.aclose()
+            # Never ready now: the wait ends with the reason rather than hanging.
+            with pytest.raises(ClientClosedError):
+                await pool.wait_ready(timeout=5)
+            assert isinstance(pool.last_error, ClientClosedError)
+            settled = (len(delays), pool.errors)
+            await asyncio.sleep(0.05)
+            assert (len(delays), pool.errors) == settled  # the background task ended
+            with pytest.raises(ClientClosedError):
+                await pool.refresh()
+        # Exit could not stop them: they stay listed, and a warning names each one.
+        assert sorted(pool.process_ids()) == ids
+        warned = " ".join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+        assert all(pid in warned for pid in ids)
+        assert set(statuses(fake).values()) == {"starting"}
+
+
+async def test_a_create_with_unknown_outcome_is_reconciled_not_repeated() -> None:
+    async with setup(retry=RetryPolicy.none()) as (fake, client):
+        other = await client.processes.create_process(Region.LONDON)  # not the pool's
+        fake.faults.add("create_process", Fault(drop="after"))
+        async with WarmPool(client, {Region.SEATTLE: 1}, poll_interval=QUIET) as pool:
+            await until(lambda: pool.errors == 1)
+            assert pool.last_error is not None and pool.last_error.outcome_unknown
+            # The create's process exists though its answer was lost: adopt it.
+            snapshot = await pool.refresh()
+            assert snapshot[Region.SEATTLE] == RegionCounts(idle=1)
+            assert fake.processes_created == 2
+            (stray,) = pool.process_ids()
+            assert stray != other.process_id
+            assert fake.request_counts["get_latest_processes"] == 1
+        # So exit stops it.
+        assert statuses(fake) == {other.process_id: "running", stray: "stopped"}
+
+
+async def test_exit_reconciles_a_create_with_unknown_outcome_and_stops_the_stray() -> None:
+    async with setup(retry=RetryPolicy.none()) as (fake, client):
+        fake.faults.add("create_process", Fault(drop="after"))
+        async with WarmPool(client, {Region.SEATTLE: 1}, poll_interval=QUIET) as pool:
+            await until(lambda: pool.errors == 1)
+            assert pool.process_ids() == []
+        assert fake.processes_created == 1
+        assert set(statuses(fake).values()) == {"stopped"}
+        assert len(pool.process_ids()) == 0

@@ -26,7 +26,7 @@ from hathora_async import (
     TransportType,
     UnauthorizedError,
 )
-from hathora_async.testing import FakeHathora, ManualClock
+from hathora_async.testing import FakeHathora, Fault, ManualClock
 
 
 @contextlib.asynccontextmanager
@@ -537,3 +537,15 @@ async def test_fake_cli_serves_on_a_free_port() -> None:
             proc.terminate()
         await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode is not None
+
+
+async def test_a_fault_on_a_misspelt_route_is_refused(fake: FakeHathora) -> None:
+    # A fault that can never fire would make a user's fault test pass vacuously.
+    with pytest.raises(ValueError, match=r"unknown route 'create'.*create_process"):
+        fake.faults.add("create", Fault(status=500))
+    with pytest.raises(ValueError, match="unknown route"):
+        fake.faults.add_random("get_process", 0.5, [Fault(status=500)])
+    with pytest.raises(ValueError, match="times"):
+        fake.faults.add("create_process", Fault(status=500), times=0)
+    fake.faults.add("create_room", Fault(status=500))  # rooms routes are known too
+    fake.faults.add_random(None, 0.1, [Fault(status=503)])  # None: every route

@@ -25,9 +25,10 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from hostile import black_hole
+from hostile import Canned, black_hole, hostile_client, hostile_server, process_json
 
 from hathora_async import (
+    ApiError,
     BadRequestError,
     HathoraClient,
     HathoraConnectionError,
@@ -674,3 +675,34 @@ async def test_with_options_shares_the_session_and_applies_its_own_policy(
         )
         assert fake.open_connections == 1
     assert strict.closed and hasty.closed
+
+
+async def test_create_whose_connect_hangs_past_a_short_deadline_is_known_not_sent() -> None:
+    # With a deadline shorter than the connect timeout, the connect must still fail
+    # as a connect timeout (nothing sent), not as the whole-call timer, which
+    # could not tell whether the create left: the outcome is known.
+    with black_hole() as listener:
+        port = listener.getsockname()[1]
+        async with HathoraClient(
+            "token", "app", base_url=f"http://127.0.0.1:{port}", timeout=1.0
+        ) as client:
+            started = time.monotonic()
+            with pytest.raises(HathoraTimeoutError) as caught:
+                await client.processes.create_process("Sydney")
+            elapsed = time.monotonic() - started
+    assert caught.value.outcome_unknown is False
+    assert "outcome unknown" not in str(caught.value)
+    assert elapsed < 1.5
+
+
+@pytest.mark.parametrize("status", [200, 202, 204])
+async def test_create_answered_with_an_unexpected_2xx_is_outcome_unknown(status: int) -> None:
+    # Any success-class answer to a create most likely made a billed process.
+    async with hostile_server() as server:
+        server.answer(Canned.json(process_json(), status))
+        async with hostile_client(server, retry=RetryPolicy(attempts=5)) as client:
+            with pytest.raises(ApiError) as caught:
+                await client.processes.create_process("Seattle")
+        assert caught.value.status == status
+        assert caught.value.outcome_unknown is True
+        assert len(server.seen) == 1

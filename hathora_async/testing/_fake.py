@@ -237,6 +237,8 @@ class FakeHathora:
     def _route(
         self, name: str, action: Action
     ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        self.faults.routes.add(name)
+
         async def handle(request: web.Request) -> web.StreamResponse:
             return await self._serve(request, name, action)
 

@@ -44,9 +44,20 @@ class FaultPlan:
     def __init__(self) -> None:
         self._scripted: dict[str, deque[Fault]] = {}
         self._random: dict[str | None, tuple[float, tuple[Fault, ...], random.Random]] = {}
+        # The routes a server serves; when known, a misspelt route is refused
+        # rather than silently never firing (a fault test that tests nothing).
+        self.routes: set[str] = set()
 
-    def add(self, route: str, fault: Fault, times: int = 1) -> None:
+    def _check(self, route: str | None) -> None:
+        if route is not None and self.routes and route not in self.routes:
+            known = ", ".join(sorted(self.routes))
+            raise ValueError(f"unknown route {route!r}; known routes: {known}")
+
+    def add(self, route: str, fault: Fault, *, times: int = 1) -> None:
         """Make the next ``times`` requests on ``route`` meet ``fault``."""
+        self._check(route)
+        if times < 1:
+            raise ValueError("times must be >= 1")
         self._scripted.setdefault(route, deque()).extend([fault] * times)
 
     def add_random(
@@ -59,6 +70,7 @@ class FaultPlan:
     ) -> None:
         """From now on, each request on ``route`` (None: any) meets one of ``faults``
         with probability ``rate``, drawn from a generator seeded with ``seed``."""
+        self._check(route)
         if not 0.0 <= rate <= 1.0:
             raise ValueError("rate must be within [0, 1]")
         if not faults:

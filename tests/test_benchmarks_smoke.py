@@ -1,0 +1,71 @@
+"""The per-call benchmark runs end to end and prints a well-formed report.
+
+Speed is never asserted here (CI machines vary); only that every case was
+measured, with sane numbers, and that the markdown is ready to paste.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_calls.py"
+CASE_ROWS = (
+    "get_process_info",
+    "get_latest_processes (10 processes)",
+    "create_process",
+    "stop_process",
+)
+
+
+def test_quick_run_reports_every_case(tmp_path: Path) -> None:
+    results = tmp_path / "results.json"
+    done = subprocess.run(
+        [
+            sys.executable, str(BENCH), "--quick", "--calls", "64", "--pairs", "2",
+            "--warmup", "16", "--iterations", "50", "--inflight", "20",
+            "--rss-latency", "0.2", "--json", str(results),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = done.stdout
+
+    # Every table row has as many cells as its header.
+    tables: list[list[str]] = []
+    for line in report.splitlines():
+        if line.startswith("|"):
+            if not tables or not tables[-1]:
+                tables.append([])
+            tables[-1].append(line)
+        elif tables and tables[-1]:
+            tables.append([])
+    tables = [table for table in tables if table]
+    assert len(tables) == 3  # calls, decoding, memory
+    for table in tables:
+        assert set(table[1].replace("|", "")) <= set("-: ")  # the separator row
+        assert {line.count("|") for line in table} == {table[0].count("|")}
+    for row in CASE_ROWS:
+        assert any(line.startswith(f"| {row} |") for line in tables[0]), row
+    assert any(line.startswith("| one ProcessV2 |") for line in tables[1])
+    assert any(line.startswith("| hathora_async |") for line in tables[2])
+    assert "Machine: " in report
+
+    data = json.loads(results.read_text())
+    assert set(data["calls"]) == {"info", "latest", "create", "stop"}
+    for row in data["calls"].values():
+        assert row["raw_us"] > 0 and row["hathora_us"] > 0
+        assert len(row["hathora_ratios"]) == 2
+        assert row["hathora_ratio"] == statistics.median(row["hathora_ratios"])
+    decode = data["decode"]
+    for key in ("loads_one", "decode_one", "structure_one", "loads_many", "decode_many"):
+        assert decode[key] > 0, key
+    for impl in ("raw", "hathora"):
+        rss = data["rss"][impl]
+        assert rss["peak_kib"] > 0 and rss["before_kib"] > 0
+        assert rss["wall_s"] >= 0.2  # the calls did wait for the server's answers
