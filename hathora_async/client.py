@@ -283,10 +283,23 @@ class HathoraClient:
         each create returns, then ``running`` or ``failed``.
 
         On cancellation, creates already sent are let finish (bounded by the
-        call timeout) so no process goes unreported, waits end at once, and
-        with ``stop_on_cancel`` every process created so far is stopped before
-        ``CancelledError`` propagates; either way each was first reported to
-        ``on_event`` as ``created``.
+        call timeout) so no process goes unreported, a create waiting to retry
+        (refused so far, so nothing made) is not sent again, waits end at once,
+        and with ``stop_on_cancel`` every process created so far is stopped
+        before ``CancelledError`` propagates; either way each was first
+        reported to ``on_event`` as ``created``. Every created process not
+        stopped is logged at WARNING, and the ``CancelledError`` raised out of
+        this call carries the partial ``PreallocationResult`` as
+        ``preallocation`` (``created``, ``stopped``, ``failed`` so far)::
+
+            try:
+                result = await client.preallocate(plan, stop_on_cancel=False)
+            except asyncio.CancelledError as cancelled:
+                keep(cancelled.preallocation.created)
+                raise
+
+        Catch it around this ``await``: on Python 3.10 whoever awaits the
+        *task* gets a fresh ``CancelledError`` (this one is its ``__context__``).
         """
         from .prealloc import run_preallocation
 

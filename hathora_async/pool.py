@@ -6,15 +6,16 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime, timezone
 from types import TracebackType
 from typing import TYPE_CHECKING
 
 import attrs
 
 from . import _constants as C
-from .errors import HathoraError, NotFoundError, RateLimitedError
+from .errors import ClientClosedError, HathoraError, NotFoundError, RateLimitedError
 from .models import ProcessStatus, ProcessV2, Region, coerce_region
-from .prealloc import Plan, check_plan
+from .prealloc import Plan, check_plan, list_strays
 
 if TYPE_CHECKING:
     from .client import HathoraClient
@@ -26,6 +27,8 @@ logger = logging.getLogger(C.LOGGER_NAME)
 # A tracked process in one of these is gone for good. Draining is not: it still
 # hosts rooms, so it counts as busy until it stops.
 _GONE = frozenset({ProcessStatus.FAILED, ProcessStatus.STOPPING, ProcessStatus.STOPPED})
+# The only statuses in which a process is spare capacity, and so the pool's to stop.
+_LIVE = frozenset({ProcessStatus.STARTING, ProcessStatus.RUNNING})
 
 
 @attrs.frozen
@@ -52,12 +55,11 @@ class _Tracked:
     @property
     def state(self) -> str:
         status = self.process.status
-        if status == ProcessStatus.STARTING:
-            return "starting"
-        if status == ProcessStatus.RUNNING:
-            return "busy" if self.process.rooms_allocated else "idle"
-        # Draining, or a status newer than this client: not capacity, not gone.
-        return "busy"
+        # A room can be placed on a process still booting: that one is not capacity.
+        if status not in _LIVE or self.process.rooms_allocated:
+            # Hosting rooms, draining, or a status newer than this client: not gone.
+            return "busy"
+        return "starting" if status == ProcessStatus.STARTING else "idle"
 
 
 def _positive(value: object, name: str) -> float:
@@ -81,7 +83,18 @@ class WarmPool:
     processes above ``max_per_region`` (an int, a mapping per region, or None
     for "the target") are stopped, oldest first. API errors (429s included)
     never end the task: they stretch the wait before the next pass, doubling
-    up to ``max_backoff`` and honouring a 429's ``Retry-After``.
+    up to ``max_backoff`` and honouring a 429's ``Retry-After``. A closed
+    client does: the task ends, ``last_error`` is the ``ClientClosedError``
+    and ``wait_ready()`` raises it.
+
+    A create whose outcome is unknown (the answer was lost after sending) may
+    still have made a process. The next pass (or the exit) lists that
+    region's latest processes and adopts, up to one per such create, those the
+    pool does not track that are starting or running and were created after the
+    create was sent (less a clock-skew allowance), so they are counted and,
+    in time, stopped. Another client's process made in the same region at the
+    same moment looks the same and may be adopted instead; a process that
+    shows up only after that look is left to Hathora's idle reaper.
 
     ``concurrency`` bounds the pool's requests in flight. ``sleep`` is the
     pool's own wait between passes (default ``asyncio.sleep``, not the
@@ -90,9 +103,12 @@ class WarmPool:
     On exit the pool lets a pass in progress finish, then, with
     ``stop_on_exit``, stops its starting and idle processes. Busy processes
     host matches, so they are left running unless ``stop_busy_on_exit``;
-    Hathora stops them once idle. A create whose outcome is unknown may leave
-    a process the pool does not track: with no rooms, Hathora's idle reaper
-    stops it.
+    Hathora stops them once idle. Since a match may have landed after the
+    last pass, each process is read again right before it is stopped (on exit
+    and when trimming) and spared if it now has rooms or is no longer starting
+    or running; a match landing in the few milliseconds between that read and
+    the stop cannot be seen. Processes the exit could not stop (API errors, a
+    closed client) are logged at WARNING by id and stay in ``process_ids()``.
     """
 
     def __init__(
@@ -126,6 +142,11 @@ class WarmPool:
         self._failed: Counter[Region] = Counter()
         self._delay = self._poll_interval
         self._retry_after: float | None = None
+        # When each create with an unknown outcome was sent, per region, until
+        # a listing of that region has looked for the process it may have made.
+        self._unknown: dict[Region, list[datetime]] = {}
+        # Set when the client was closed: the background task has ended.
+        self._ended: ClientClosedError | None = None
         self._task: asyncio.Task[None] | None = None
         self._lock: asyncio.Lock | None = None
         self._changed: asyncio.Condition | None = None
@@ -200,18 +221,47 @@ class WarmPool:
             if self._changed is not None:
                 async with self._changed:
                     self._changed.notify_all()  # wake wait_ready() callers
-        if self._stop_on_exit:
-            doomed = [
-                pid
-                for pid, entry in self._tracked.items()
-                if self._stop_busy_on_exit or entry.state != "busy"
-            ]
-            await asyncio.gather(*(self._stop(pid) for pid in doomed))
+        if not self._stop_on_exit:
+            return
+        if self._unknown:
+            await self._reconcile()
+        doomed = [
+            pid
+            for pid, entry in self._tracked.items()
+            if self._stop_busy_on_exit or entry.state != "busy"
+        ]
+        check = not self._stop_busy_on_exit
+        stopped = await asyncio.gather(*(self._stop(pid, check=check) for pid in doomed))
+        left = [pid for pid, ok in zip(doomed, stopped, strict=True) if not ok]
+        # Never abandon billed processes silently: say which ones still run.
+        if left:
+            logger.warning(
+                "warm pool: could not stop %d process(es), they may still run: %s (%s)",
+                len(left),
+                ", ".join(left),
+                self.last_error,
+            )
+        for region, sent in self._unknown.items():
+            logger.warning(
+                "warm pool: could not look for processes that %d create(s) with unknown "
+                "outcome may have made in %s; Hathora's idle reaper stops them",
+                len(sent),
+                region.value,
+            )
 
     async def _run(self) -> None:
         while not self._closing:
             try:
                 await self.refresh()
+            except ClientClosedError as exc:
+                # No call can succeed again: end rather than spin; aclose() reports what is left.
+                self.last_error = exc
+                self._ended = exc
+                logger.warning("warm pool: the client was closed; the pool no longer runs")
+                assert self._changed is not None
+                async with self._changed:
+                    self._changed.notify_all()  # wake wait_ready() callers
+                return
             except HathoraError as exc:
                 self._note(exc)
             except Exception:
@@ -231,16 +281,20 @@ class WarmPool:
     async def refresh(self) -> dict[Region, RegionCounts]:
         """Run one pass now (poll, replace, trim) and return the new ``snapshot()``.
 
-        The background task runs the same pass; calls never overlap.
+        The background task runs the same pass; calls never overlap. Raises
+        ``ClientClosedError`` when the client is (or gets) closed.
         """
         if self._lock is None or self._changed is None:
             raise RuntimeError("the WarmPool is not running: use it with 'async with'")
         if self._closed:
             raise RuntimeError("the WarmPool is closed")
+        if self._client.closed:
+            raise ClientClosedError("the HathoraClient is closed: the WarmPool cannot run")
         async with self._lock:
             errors_before = self.errors
             self._retry_after = None
             await asyncio.gather(*(self._poll(pid) for pid in list(self._tracked)))
+            await self._reconcile()
             await self._top_up()
             await self._trim()
             if self.errors == errors_before:
@@ -252,6 +306,8 @@ class WarmPool:
                 self._delay = backoff
         async with self._changed:
             self._changed.notify_all()
+        if self._client.closed:
+            raise ClientClosedError("the HathoraClient was closed: the WarmPool cannot run")
         return self.snapshot()
 
     def _note(self, error: HathoraError) -> None:
@@ -259,26 +315,69 @@ class WarmPool:
         self.last_error = error
         if isinstance(error, RateLimitedError) and error.retry_after is not None:
             self._retry_after = max(self._retry_after or 0.0, error.retry_after)
-        logger.warning("warm pool: %s", error)
+        if not isinstance(error, ClientClosedError):  # said once, by the loop or the exit
+            logger.warning("warm pool: %s", error)
 
-    async def _poll(self, process_id: str) -> None:
+    async def _fetch(self, process_id: str) -> ProcessV2 | None:
+        """The process as the API sees it now; None if it is not found."""
         assert self._limit is not None
         try:
             async with self._limit:
-                process = await self._client.processes.get_process_info(
+                return await self._client.processes.get_process_info(
                     process_id, app_id=self._app_id
                 )
         except NotFoundError:
-            process = None
-        except HathoraError as exc:
-            self._note(exc)
+            return None
+
+    def _update(self, process_id: str, process: ProcessV2 | None) -> None:
+        entry = self._tracked.get(process_id)
+        if entry is None:
             return
-        entry = self._tracked[process_id]
         if process is None or process.status in _GONE:
             del self._tracked[process_id]
             self._failed[entry.region] += 1
             return
         entry.process = process
+
+    async def _poll(self, process_id: str) -> None:
+        try:
+            process = await self._fetch(process_id)
+        except HathoraError as exc:
+            self._note(exc)
+            return
+        self._update(process_id, process)
+
+    async def _reconcile(self) -> None:
+        """Adopt the processes that creates with an unknown outcome may have made."""
+        pending, self._unknown = self._unknown, {}
+        await asyncio.gather(*(self._adopt(region, sent) for region, sent in pending.items()))
+
+    async def _adopt(self, region: Region, sent: list[datetime]) -> None:
+        assert self._limit is not None
+        first = min(sent)
+        try:
+            async with self._limit:
+                found = await list_strays(
+                    self._client, region, since=first, known=self._tracked, app_id=self._app_id
+                )
+        except HathoraError as exc:
+            self._unknown.setdefault(region, []).extend(sent)  # look again next time
+            self._note(exc)
+            return
+        # A create makes one process at most. Those dated after the first send
+        # are likelier this pool's than ones only within the clock-skew allowance.
+        live = sorted(
+            (p for p in found if p.status in _LIVE),
+            key=lambda p: (p.created_at < first, p.created_at),
+        )
+        for process in live[: len(sent)]:
+            self._tracked[process.process_id] = _Tracked(region, process)
+            logger.info(
+                "warm pool: adopted process %s in %s, probably made by a create whose "
+                "answer was lost",
+                process.process_id,
+                region.value,
+            )
 
     async def _top_up(self) -> None:
         creates = []
@@ -289,12 +388,15 @@ class WarmPool:
 
     async def _create(self, region: Region) -> None:
         assert self._limit is not None
-        try:
-            async with self._limit:
+        async with self._limit:
+            sent = datetime.now(timezone.utc)
+            try:
                 process = await self._client.processes.create_process(region, app_id=self._app_id)
-        except HathoraError as exc:
-            self._note(exc)
-            return
+            except HathoraError as exc:
+                if exc.outcome_unknown:
+                    self._unknown.setdefault(region, []).append(sent)
+                self._note(exc)
+                return
         self._tracked[process.process_id] = _Tracked(region, process)
 
     async def _trim(self) -> None:
@@ -309,10 +411,26 @@ class WarmPool:
             if len(idle) > limit:
                 idle.sort()
                 doomed.extend(pid for _, _, pid in idle[: len(idle) - limit])
-        await asyncio.gather(*(self._stop(pid) for pid in doomed))
+        await asyncio.gather(*(self._stop(pid, check=True) for pid in doomed))
 
-    async def _stop(self, process_id: str) -> None:
+    async def _stop(self, process_id: str, *, check: bool) -> bool:
+        """Stop a tracked process; False when an error left it running.
+
+        With ``check``, read it again first and stop it only if it is still
+        starting or idle: the pass's poll may be old enough for a match to have
+        landed on it since, and stopping the process would end that match.
+        """
         assert self._limit is not None
+        if check:
+            try:
+                process = await self._fetch(process_id)
+            except HathoraError as exc:
+                self._note(exc)
+                return False
+            self._update(process_id, process)
+            entry = self._tracked.get(process_id)
+            if entry is None or entry.state == "busy":
+                return True  # ended on its own, or hosts rooms now: not the pool's to stop
         try:
             async with self._limit:
                 await self._client.processes.stop_process(process_id, app_id=self._app_id)
@@ -320,8 +438,9 @@ class WarmPool:
             pass
         except HathoraError as exc:
             self._note(exc)
-            return
+            return False
         self._tracked.pop(process_id, None)
+        return True
 
     # -- looking at it -----------------------------------------------------
 
@@ -355,17 +474,27 @@ class WarmPool:
         """True when every region has at least its target of idle processes."""
         return all(self._counts(r).idle >= t for r, t in self._targets.items())
 
-    async def wait_ready(self, timeout: float | None = None) -> None:
-        """Wait until ``ready``; ``asyncio.TimeoutError`` after ``timeout`` seconds if given."""
+    async def wait_ready(self, *, timeout: float | None = None) -> None:
+        """Wait until ``ready``; ``asyncio.TimeoutError`` after ``timeout`` seconds if given.
+
+        Raises ``RuntimeError`` if the pool is closed first, and
+        ``ClientClosedError`` (also a ``RuntimeError``) if its client is.
+        """
         if self._changed is None or self._closed:
             raise RuntimeError("the WarmPool is not running: use it with 'async with'")
         changed = self._changed
 
         async def ready() -> None:
             async with changed:
-                await changed.wait_for(lambda: self.ready or self._closed)
+                await changed.wait_for(
+                    lambda: self.ready or self._closed or self._ended is not None
+                )
             if self._closed:
                 raise RuntimeError("the WarmPool was closed before it was ready")
+            if not self.ready:
+                raise ClientClosedError(
+                    "the HathoraClient was closed before the WarmPool was ready"
+                )
 
         if timeout is None:
             await ready()

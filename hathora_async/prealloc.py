@@ -101,7 +101,12 @@ class PreallocationResult:
     - ``strays``: processes found by reconciliation after creates whose outcome
       was unknown: probably made by this call, not in ``created``. A process
       another client created in the same region at the same time can show up
-      here too.
+      here too;
+    - ``stopped``: the ids in ``created`` that the call stopped because it was
+      cancelled (``stop_on_cancel``); empty when it ran to its end.
+
+    A cancelled call attaches its partial result to the ``CancelledError`` it
+    raises, as ``preallocation``: see ``HathoraClient.preallocate``.
     """
 
     requested: dict[Region, int]
@@ -110,6 +115,7 @@ class PreallocationResult:
     failed: list[PreallocationFailure] = attrs.Factory(list)
     created: list[str] = attrs.Factory(list)
     strays: list[ProcessV2] = attrs.Factory(list)
+    stopped: list[str] = attrs.Factory(list)
 
     @property
     def complete(self) -> bool:
@@ -244,6 +250,14 @@ def _cancelled_in_flight() -> HathoraError:
     return error
 
 
+class _Withdrawn(Exception):
+    """A create given up between two attempts, when none of its attempts made a process."""
+
+
+def _withdrawn() -> HathoraError:
+    return HathoraError("create_process was not retried: the call was cancelled; nothing was made")
+
+
 class _Run:
     """One ``preallocate`` call."""
 
@@ -264,9 +278,15 @@ class _Run:
         app_id: str | None,
     ) -> None:
         self.client = client
-        self.create = client.processes.create_process
         self.clock = client._options.clock
         self.sleep = client._options.sleep
+        # A create pauses between attempts only after one the server provably did
+        # not act on (a 429, or a request that never left): so once the run is
+        # stopping, the pause withdraws the create instead of sending it again.
+        creator = client.with_options()
+        creator._options = attrs.evolve(client._options, sleep=self.pause_create)
+        self.create = creator.processes.create_process
+        self.pauses: set[asyncio.Future[None]] = set()
         self.wait = wait
         self.timeout = timeout
         self.poll_interval = poll_interval
@@ -333,10 +353,37 @@ class _Run:
             await self.tasks.join()
             if self.reconcile:
                 await self.find_strays()
-        except BaseException:
-            await self.abort()
+        except BaseException as exc:
+            try:
+                await self.abort()
+            except BaseException as again:  # cancelled again while aborting
+                self.hand_over(again)
+                raise
+            self.hand_over(exc)
             raise
         return self.result
+
+    def hand_over(self, exc: BaseException) -> None:
+        """The call ends with ``exc``: attach the partial result, log what is left behind."""
+        # Cancellation must stay a CancelledError, so the result rides on it.
+        exc.preallocation = self.result  # type: ignore[attr-defined]
+        stopped = set(self.result.stopped)
+        left = [pid for pid in self.result.created if pid not in stopped]
+        if left:
+            logger.warning(
+                "preallocate ended early (%s); %d process(es) it created were not stopped: %s",
+                type(exc).__name__,
+                len(left),
+                ", ".join(left),
+            )
+        unknown = sum(failure.outcome_unknown for failure in self.result.failed)
+        if unknown:
+            logger.warning(
+                "preallocate ended early (%s); %d create(s) with an unknown outcome may "
+                "have made processes",
+                type(exc).__name__,
+                unknown,
+            )
 
     async def worker(self) -> None:
         jobs = self.jobs
@@ -352,6 +399,9 @@ class _Run:
                 process = await self.create(region, app_id=self.app_id)
             except HathoraError as exc:
                 self.failed(region, exc, None, None, started)
+                return
+            except _Withdrawn:
+                self.failed(region, _withdrawn(), None, None, started)
                 return
             except asyncio.CancelledError:
                 # Only a second cancellation (or a closing loop) gets here.
@@ -425,18 +475,38 @@ class _Run:
                 self.result.strays.append(process)
                 self.emit(PreallocationEvent("stray", region, process.process_id, process))
 
+    async def pause_create(self, delay: float) -> None:
+        """A create's sleep between attempts; raises ``_Withdrawn`` once the run stops."""
+        if not self.stopping:
+            sleeping = asyncio.ensure_future(self.sleep(delay))
+            self.pauses.add(sleeping)
+            try:
+                # Unlike ``await``, wait() returns normally when abort() cancels the sleep.
+                await asyncio.wait((sleeping,))
+            finally:
+                self.pauses.discard(sleeping)
+                sleeping.cancel()
+            if not self.stopping:
+                sleeping.result()  # the sleep's own error, if it had one
+        if self.stopping:
+            raise _Withdrawn
+
     async def abort(self) -> None:
         """Cancelled (or broken): end the work, keeping every created process known.
 
         Creates already sent are let finish, bounded by the client's call
-        deadline, so the processes they make are reported; everything else
-        stops at once. Then, with ``stop_on_cancel``, every created process is
-        stopped. A second cancellation gives up waiting.
+        deadline, so the processes they make are reported; a create between
+        two attempts (so far refused, nothing made) is withdrawn instead of
+        sent again; everything else stops at once. Then, with
+        ``stop_on_cancel``, every created process is stopped. A second
+        cancellation gives up waiting.
         """
         self.stopping = True
         for task in list(self.tasks.tasks):
             if task not in self.in_create:
                 task.cancel()
+        for pause in list(self.pauses):
+            pause.cancel()
         try:
             if self.tasks.tasks:
                 await asyncio.wait(set(self.tasks.tasks))
@@ -458,6 +528,7 @@ class _Run:
         except HathoraError as exc:
             logger.warning("could not stop process %s after cancellation: %s", process_id, exc)
             return
+        self.result.stopped.append(process_id)
         self.emit(PreallocationEvent("stopped", region, process_id))
 
 

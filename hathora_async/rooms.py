@@ -192,7 +192,8 @@ class RoomsApi:
         a random one before the first attempt and sends it on every retry, so
         retries (on 5xx, timeouts, dropped connections) can never make two
         rooms; if a retry is refused because the id is taken, the room made by
-        the earlier attempt is looked up and returned. A given ``room_id`` that
+        the earlier attempt is looked up and returned (within the same call
+        deadline, the client's ``timeouts.total``). A given ``room_id`` that
         is already taken on the first attempt raises the server's error
         (``BadRequestError``). When the call fails, the error's ``room_id`` is
         the id it used: an attempt may still have made the room, so look it up

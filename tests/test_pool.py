@@ -44,11 +44,12 @@ def statuses(fake: FakeHathora) -> dict[str, str]:
 
 
 async def until(predicate: Callable[[], bool]) -> None:
-    async def poll() -> None:
-        while not predicate():
-            await asyncio.sleep(0.001)
-
-    await asyncio.wait_for(poll(), 5)
+    """Wait up to 5 s for ``predicate``: the pool's background pass runs on its own."""
+    for _ in range(5000):
+        if predicate():
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError("still not true after 5 s")
 
 
 async def test_fills_every_region_to_its_target() -> None:
@@ -296,7 +297,9 @@ async def test_a_real_room_makes_a_pool_process_busy_and_is_replaced() -> None:
 
 async def test_exit_rereads_and_spares_a_process_a_match_landed_on_since_the_last_pass() -> None:
     async with setup() as (fake, client):
-        async with WarmPool(client, {Region.SEATTLE: 1, Region.LONDON: 1}, poll_interval=QUIET) as pool:
+        async with WarmPool(
+            client, {Region.SEATTLE: 1, Region.LONDON: 1}, poll_interval=QUIET
+        ) as pool:
             await pool.wait_ready(timeout=5)
             gone = pool.process_ids(Region.LONDON)[0]
             # After the last pass: a match lands on the Seattle process, and the
@@ -313,6 +316,18 @@ async def test_exit_rereads_and_spares_a_process_a_match_landed_on_since_the_las
         }
         assert pool.process_ids() == [room.process_id]
         assert fake.request_counts["stop_process"] == 0
+
+
+async def test_exit_spares_a_booting_process_a_room_was_placed_on() -> None:
+    clock = ManualClock()
+    async with setup(clock, boot_delay=5.0) as (fake, client):
+        async with WarmPool(client, {Region.SYDNEY: 1}, poll_interval=QUIET) as pool:
+            await pool.refresh()
+            room = await client.rooms.create_room(Region.SYDNEY)
+            assert pool.process_ids() == [room.process_id]
+            assert (await pool.refresh())[Region.SYDNEY] == RegionCounts(starting=1, busy=1)
+        assert statuses(fake)[room.process_id] == "starting"
+        assert fake.room(room.room_id)["status"] != "destroyed"
 
 
 @pytest.mark.parametrize("change", ["room_lands", "stopped_elsewhere"])
@@ -389,8 +404,11 @@ async def test_a_closed_client_ends_the_pool_and_exit_names_what_it_could_not_st
 
 
 async def test_a_create_with_unknown_outcome_is_reconciled_not_repeated() -> None:
-    async with setup(retry=RetryPolicy.none()) as (fake, client):
-        other = await client.processes.create_process(Region.LONDON)  # not the pool's
+    clock = ManualClock()
+    async with setup(clock, retry=RetryPolicy.none()) as (fake, client):
+        # Another client's process in the region, from before the pool: not the pool's.
+        other = await client.processes.create_process(Region.SEATTLE)
+        clock.advance(1.0)
         fake.faults.add("create_process", Fault(drop="after"))
         async with WarmPool(client, {Region.SEATTLE: 1}, poll_interval=QUIET) as pool:
             await until(lambda: pool.errors == 1)

@@ -281,6 +281,132 @@ async def test_cancelled_without_stopping_leaves_them_running_but_reported() -> 
     assert fake.request_counts["stop_process"] == 0
 
 
+class CreatesAnswered(InFlight):
+    """Also sets ``enough`` once ``count`` creates have been answered."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__()
+        self.count = count
+        self.enough = asyncio.Event()
+
+    async def _end(self, session: Any, context: SimpleNamespace, params: Any) -> None:
+        await super()._end(session, context, params)
+        if self._region(params) is not None:
+            self.count -= 1
+            if self.count <= 0:
+                self.enough.set()
+
+
+async def _cancel_once_created(
+    client: HathoraClient, answered: CreatesAnswered, **options: Any
+) -> Any:
+    """Cancel a preallocate (no on_event) midway; the CancelledError it raised."""
+    caught: list[asyncio.CancelledError] = []
+
+    async def call() -> None:
+        try:
+            await client.preallocate(dict.fromkeys(ALL_REGIONS, 5), **options)
+        except asyncio.CancelledError as exc:
+            caught.append(exc)
+            raise
+
+    task = asyncio.create_task(call())
+    await asyncio.wait_for(answered.enough.wait(), 5.0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    (cancelled,) = caught
+    return cancelled
+
+
+async def test_cancelled_without_stopping_or_on_event_the_ids_are_on_the_error_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    answered = CreatesAnswered(10)
+    async with setup(trace=answered, boot_delay=3600.0, latency=0.02) as (fake, client):
+        with caplog.at_level(logging.WARNING, logger="hathora_async"):
+            cancelled = await _cancel_once_created(
+                client, answered, concurrency=4, stop_on_cancel=False
+            )
+        fake_processes = fake.processes()
+    result = cancelled.preallocation
+    # Every process the call made, those that were on the wire at the cancel included.
+    assert 10 <= len(result.created) < 70
+    assert {p["processId"] for p in fake_processes} == set(result.created)
+    assert all(p["status"] == "starting" for p in fake_processes)
+    assert result.stopped == []
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert all(any(pid in message for message in warnings) for pid in result.created)
+
+
+async def test_cancelled_with_a_failed_stop_the_survivors_are_reported(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    answered = CreatesAnswered(6)
+    async with setup(retry=RetryPolicy.none(), trace=answered, boot_delay=3600.0, latency=0.02) as (
+        fake,
+        client,
+    ):
+        fake.faults.add("stop_process", Fault(status=500), times=2)
+        with caplog.at_level(logging.WARNING, logger="hathora_async"):
+            cancelled = await _cancel_once_created(client, answered, concurrency=4)
+        fake_processes = fake.processes()
+    result = cancelled.preallocation
+    alive = {p["processId"] for p in fake_processes if p["status"] != "stopped"}
+    assert len(alive) == 2
+    assert set(result.stopped) == set(result.created) - alive
+    assert {p["processId"] for p in fake_processes} == set(result.created)
+    survivors = [r.getMessage() for r in caplog.records if "were not stopped" in r.getMessage()]
+    assert len(survivors) == 1
+    assert all(pid in survivors[0] for pid in alive)
+
+
+async def test_cancelled_creates_waiting_to_retry_a_429_are_not_sent_again() -> None:
+    pauses = 0
+    all_pausing = asyncio.Event()
+
+    async def sleep(seconds: float) -> None:
+        nonlocal pauses
+        pauses += 1
+        if pauses == 4:
+            all_pausing.set()
+        await asyncio.sleep(seconds)
+
+    patient = RetryPolicy(attempts=5, initial_delay=10.0, max_delay=10.0, jitter=False)
+    caught: list[asyncio.CancelledError] = []
+
+    async def call(client: HathoraClient) -> None:
+        try:
+            await client.preallocate({Region.SEATTLE: 4}, concurrency=4, wait=False)
+        except asyncio.CancelledError as exc:
+            caught.append(exc)
+            raise
+
+    async with (
+        FakeHathora(seed=5) as fake,
+        HathoraClient(
+            fake.token, fake.app_id, base_url=fake.url, retry=patient, sleep=sleep
+        ) as client,
+    ):
+        fake.faults.add("create_process", Fault(status=429), times=4)
+        task = asyncio.create_task(call(client))
+        await asyncio.wait_for(all_pausing.wait(), 5.0)  # each create was refused once
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        took = loop.time() - started
+    assert took < 1.0  # not the 10 s pause before the retries
+    assert fake.request_counts["create_process"] == 4  # nothing sent after the cancel
+    assert fake.processes_created == 0
+    result = caught[0].preallocation
+    assert result.created == []
+    # Nothing was made, and the result says so: no unknown outcome to reconcile.
+    assert len(result.failed) == 4
+    assert not any(f.outcome_unknown for f in result.failed)
+
+
 async def test_cancelled_while_waiting_ends_promptly_and_stops_them() -> None:
     async with setup(boot_delay=3600.0) as (fake, client):
         loop = asyncio.get_running_loop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 import typing
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -21,6 +22,7 @@ from hathora_async import (
     BadRequestError,
     ConnectionInfoV2,
     HathoraClient,
+    HathoraTimeoutError,
     NotFoundError,
     Region,
     RetryPolicy,
@@ -41,6 +43,7 @@ from hathora_async.testing import FakeHathora, Fault, ManualClock
 
 BOOT = 3.0
 GENERATED_ID = re.compile(r"[a-z0-9]{16}")
+FAST = RetryPolicy(initial_delay=0.001, max_delay=0.01)
 
 
 def port_json(port: int = 7777) -> dict[str, Any]:
@@ -386,6 +389,58 @@ async def test_a_failed_create_names_the_room_id_it_used(
     assert room.room_id == caught.value.room_id
 
 
+def clock_spent_by_the_retry(fake: FakeHathora, spent: float) -> Callable[[], float]:
+    """Real time, plus ``spent`` seconds once a create's retry has reached ``fake``.
+
+    As if the create had used that much of its deadline before the lookup.
+    """
+
+    def now() -> float:
+        return time.monotonic() + (spent if fake.request_counts["create_room"] >= 2 else 0.0)
+
+    return now
+
+
+async def test_a_create_out_of_time_raises_the_conflict_without_a_lookup(
+    fake: FakeHathora,
+) -> None:
+    fake.faults.add("create_room", Fault(drop="after"))
+    clock = clock_spent_by_the_retry(fake, 5.0)
+    async with HathoraClient(
+        fake.token, fake.app_id, base_url=fake.url, timeout=5.0, retry=FAST, clock=clock
+    ) as client:
+        with pytest.raises(BadRequestError, match="already exists") as caught:
+            await client.rooms.create_room("Seattle")
+    assert caught.value.attempts == 2
+    # A lookup could only overrun the call's deadline: none is made.
+    assert fake.request_counts["get_room_info"] == 0
+    assert fake.request_counts["get_connection_info"] == 0
+    # The error names the id, so the room the first attempt made can be found.
+    assert caught.value.room_id is not None
+    assert fake.room(caught.value.room_id)["status"] == "active"
+
+
+async def test_the_lookup_after_a_refused_retry_ends_by_the_create_deadline(
+    fake: FakeHathora,
+) -> None:
+    fake.faults.add("create_room", Fault(drop="after"))
+    fake.faults.add("get_room_info", Fault(latency=10.0))
+    clock = clock_spent_by_the_retry(fake, 4.7)  # 0.3 s of the 5 s deadline left
+    loop = asyncio.get_running_loop()
+    async with HathoraClient(
+        fake.token, fake.app_id, base_url=fake.url, timeout=5.0, retry=FAST, clock=clock
+    ) as client:
+        started = loop.time()
+        with pytest.raises(HathoraTimeoutError) as caught:
+            await client.rooms.create_room("Seattle")
+        took = loop.time() - started
+    # The read got what was left of the create's deadline, not a deadline of its own.
+    assert 0.2 < took < 2.0
+    assert caught.value.room_id is not None
+    assert fake.request_counts["get_room_info"] == 1
+    assert fake.request_counts["get_connection_info"] == 0
+
+
 async def test_decoding_tolerates_hathora_variants(hostile: HostileServer) -> None:
     # exposedPort null instead of absent, a newer status, an unknown field.
     hostile.answer(
@@ -560,6 +615,21 @@ async def test_wait_for_an_already_destroyed_room(
         with pytest.raises(NotFoundError) as caught:
             await player.rooms.wait_for_room(room.room_id)
         assert not isinstance(caught.value, RoomDestroyedError)
+
+
+async def test_the_destroyed_check_ends_by_the_wait_deadline(
+    fake: FakeHathora, client: HathoraClient
+) -> None:
+    # The 404 is answered at once; the check of the room's record hangs.
+    fake.faults.add("get_room_info", Fault(latency=10.0))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(NotFoundError) as caught:
+        await client.rooms.wait_for_room("never-made", timeout=0.3)
+    took = loop.time() - started
+    assert 0.2 < took < 2.0  # the wait's 0.3 s, not the client's 30 s call deadline
+    assert not isinstance(caught.value, RoomDestroyedError)
+    assert fake.request_counts["get_room_info"] == 1
 
 
 async def test_wait_for_room_polls_through_server_trouble(

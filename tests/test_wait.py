@@ -17,6 +17,7 @@ from hathora_async import (
     ProcessWaitTimeoutError,
     Region,
     RetryPolicy,
+    Timeouts,
 )
 from hathora_async.testing import FakeHathora, Fault, ManualClock
 
@@ -171,6 +172,39 @@ async def test_an_unknown_process_raises_at_once() -> None:
             await client.processes.wait_for_process("no-such-process")
     assert fake.request_counts["get_process_info"] == 1
     assert clock() == 0.0
+
+
+async def test_a_slow_poll_ends_by_the_wait_deadline(fake: FakeHathora) -> None:
+    async with HathoraClient(fake.token, fake.app_id, base_url=fake.url, retry=FAST) as client:
+        created = await client.processes.create_process(Region.SEATTLE)
+        fake.faults.add("get_process_info", Fault(latency=10.0), times=10)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(ProcessWaitTimeoutError):
+            await client.processes.wait_for_process(created.process_id, timeout=0.3)
+        took = loop.time() - started
+    assert 0.2 < took < 2.0  # the wait's 0.3 s, not the client's 30 s call deadline
+
+
+async def test_a_bounded_poll_keeps_the_clients_tighter_read_limit(fake: FakeHathora) -> None:
+    # The wait's deadline (10 s) is below the call deadline (30 s), so polls are
+    # bounded by it; the 0.2 s read limit must still hold inside them.
+    timeouts = Timeouts(connect=1.0, read=0.2, total=30.0)
+    async with HathoraClient(
+        fake.token, fake.app_id, base_url=fake.url, retry=RetryPolicy.none(), timeout=timeouts
+    ) as client:
+        created = await client.processes.create_process(Region.SEATTLE)
+        fake.faults.add("get_process_info", Fault(latency=1.5))
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        process = await client.processes.wait_for_process(
+            created.process_id, timeout=10.0, poll_interval=0.01
+        )
+        took = loop.time() - started
+    assert process.status == ProcessStatus.RUNNING
+    # The slow read was cut at 0.2 s and polled again, not waited out for 1.5 s.
+    assert fake.request_counts["get_process_info"] == 2
+    assert took < 1.2
 
 
 @pytest.mark.parametrize(
