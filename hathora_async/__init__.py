@@ -1,4 +1,4 @@
-"""hathora-async: an async-first client for Hathora Cloud's process API."""
+"""hathora-async: an async-first client for Hathora Cloud's process and room APIs."""
 
 from ._version import __version__
 from .client import HathoraClient

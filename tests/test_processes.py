@@ -513,6 +513,10 @@ async def test_fake_cli_serves_on_a_free_port() -> None:
         "cli-token",
         "--app-id",
         "cli-app",
+        "--stop-delay",
+        "60",
+        "--idle-timeout",
+        "0",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -532,6 +536,9 @@ async def test_fake_cli_serves_on_a_free_port() -> None:
             process = await client.processes.create_process(Region.SEATTLE)
             assert process.app_id == "cli-app"
             assert await client.processes.get_latest_processes() == [process]
+            await client.processes.stop_process(process.process_id)
+            stopping = await client.processes.get_process_info(process.process_id)
+            assert stopping.status is ProcessStatus.STOPPING  # --stop-delay took effect
     finally:
         if proc.returncode is None:
             proc.terminate()

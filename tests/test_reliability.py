@@ -551,14 +551,6 @@ async def test_plain_http_to_a_remote_host_is_refused(url: str) -> None:
     await client.aclose()
 
 
-@pytest.mark.parametrize(
-    "url", ["http://127.0.0.1:9", "http://localhost:9", "http://[::1]:9", "https://example.com"]
-)
-async def test_https_and_loopback_http_are_accepted(url: str) -> None:
-    client = HathoraClient(TOKEN, "app", base_url=url)
-    await client.aclose()
-
-
 @pytest.fixture(scope="module")
 def self_signed(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     if shutil.which("openssl") is None:

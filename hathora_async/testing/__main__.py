@@ -19,6 +19,16 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--app-id", default=None, help="application id (default: random)")
     parser.add_argument("--boot-delay", type=float, default=0.0, help="seconds to running")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added per request")
+    parser.add_argument(
+        "--boot-failure-rate", type=float, default=0.0, help="chance a process fails to boot"
+    )
+    parser.add_argument("--stop-delay", type=float, default=0.0, help="seconds spent stopping")
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=300.0,
+        help="seconds without rooms before a process is reaped (0: never)",
+    )
     parser.add_argument("--seed", type=int, default=None)
     return parser.parse_args(argv)
 
@@ -31,6 +41,9 @@ async def _serve(args: argparse.Namespace) -> None:
         port=args.port,
         token=args.token,
         app_id=args.app_id,
+        boot_failure_rate=args.boot_failure_rate,
+        stop_delay=args.stop_delay,
+        idle_timeout=args.idle_timeout or None,
         seed=args.seed,
     )
     async with fake:
