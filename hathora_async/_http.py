@@ -313,12 +313,22 @@ class Transport:
                     allow_redirects=False,
                 ) as response:
                     status = response.status
-                    length = response.content_length
-                    if length is not None and length <= C.MAX_RESPONSE_BYTES:
+                    if status == 204:
+                        body = b""  # No Content has no body, by definition: nothing to read
+                    elif (length := response.content_length) is not None and (
+                        length <= C.MAX_RESPONSE_BYTES
+                    ):
                         body = await response.read()  # the usual answer, read at once
                     else:
                         body = await _read_bounded(response)
                     response_headers = response.headers
+            except RuntimeError as exc:
+                if not session.closed:
+                    raise
+                # A caller-owned session closed under us: nothing was sent.
+                closed = ClientClosedError("the aiohttp session given to HathoraClient is closed")
+                closed._locate(endpoint.method, path, outcome_unknown=False)
+                raise closed from exc
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 error, sent, retryable = _transport_error(exc)
                 if self._closed:

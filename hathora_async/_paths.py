@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-__all__ = ["segment"]
+from .models import Region, coerce_region
+
+__all__ = ["segment", "region_segment"]
 
 # Ids already checked and encoded. They repeat from call to call (the app, a
 # game server's own process), and a lookup costs a fraction of checking and
@@ -35,4 +37,23 @@ def segment(value: str, name: str) -> str:
         if len(_ENCODED) >= _MAX_ENCODED:
             _ENCODED.clear()
         _ENCODED[value] = encoded
+    return encoded
+
+
+# Region names already checked and encoded; a handful in practice.
+_REGIONS: dict[str, str] = {}
+_MAX_REGIONS = 256
+
+
+def region_segment(region: Region | str) -> str:
+    """``region`` checked as ``coerce_region`` does and encoded as one path segment."""
+    cacheable = type(region) is str or type(region) is Region
+    if cacheable:
+        known = _REGIONS.get(region)
+        if known is not None:
+            return known
+    encoded = segment(coerce_region(region).value, "region")
+    # A Region and its name are equal and hash alike: one entry serves both.
+    if cacheable and len(_REGIONS) < _MAX_REGIONS:
+        _REGIONS[region] = encoded
     return encoded

@@ -3,11 +3,12 @@
 The fast converter's hook for an attrs class is a plain function, written from
 the class's fields the first time the class is seen, that checks every value's
 JSON type inline (str is str, int is int and not bool, arrays are lists,
-objects are dicts) and builds the instance in one call. It is exactly as strict
-as the explaining converter's hooks but says nothing about what went wrong: on
-any failure the caller decodes again with detailed validation to explain it.
-Types it does not inline are handed to the converter's own hook, so new models
-and field types work without touching this module.
+objects are dicts), writes nested models out inline and builds each instance
+without a call per field. It is exactly as strict as the explaining converter's
+hooks but says nothing about what went wrong: on any failure the caller decodes
+again with detailed validation to explain it. Types it does not inline are
+handed to the converter's own hook, so new models and field types work without
+touching this module.
 """
 
 from __future__ import annotations
@@ -37,13 +38,19 @@ class _Source:
     def __init__(
         self,
         converter: cattrs.Converter,
+        rename: Callable[[str], str],
         exact: tuple[type[Any], ...],
         parse_datetime: Callable[[str], datetime],
     ) -> None:
         self.lines: list[str] = []
-        self.names: dict[str, Any] = {"_parse_datetime": parse_datetime}
+        self.names: dict[str, Any] = {"_parse_datetime": parse_datetime, "_new": object.__new__}
         self.converter = converter
+        self.rename = rename
         self.exact = exact
+        # Models being written out, outermost first: one met again inside itself
+        # is not written out again (recursive models are not supported, here or
+        # by the explaining converter).
+        self.open_models: list[type[Any]] = []
 
     def name(self, prefix: str, value: Any) -> str:
         """A global of the generated function bound to ``value``."""
@@ -83,10 +90,51 @@ class _Source:
             self.add(indent, f"{var} = {container}([{item}(x, {item_tp}) for x in {var}])")
         elif tp is None or tp is Any:
             pass  # no declared type: kept as decoded, as cattrs does
+        elif attrs.has(tp) and tp not in self.open_models:
+            self.model(var, tp, indent)  # written out here: no call per nested object
         else:
-            # Nested models (their own generated function) and anything else.
+            # Lists' items (their model's own function) and anything else.
             hook = self.name("hook", self.converter.get_structure_hook(tp))
             self.add(indent, f"{var} = {hook}({var}, {self.name('type', tp)})")
+
+    def model(self, var: str, cls: type[Any], indent: int) -> None:
+        """Lines that check the JSON object ``var`` and rebind it to a ``cls``."""
+        attrs.resolve_types(cls)
+        self.open_models.append(cls)
+        self.add(indent, f"if type({var}) is not dict: raise TypeError")
+        positional: list[str] = []
+        keywords: list[str] = []
+        optional = f"{var}_kw"
+        fields = [field for field in attrs.fields(cls) if field.init]
+        if any(field.default is not attrs.NOTHING for field in fields):
+            self.add(indent, f"{optional} = {{}}")
+            keywords.append(f"**{optional}")
+        for index, field in enumerate(fields):
+            item, key = f"{var}_{index}", self.rename(field.name)
+            if field.default is not attrs.NOTHING:
+                # Absent on the wire: the model's default applies.
+                self.add(indent, f"if {key!r} in {var}:")
+                self.add(indent + 1, f"{item} = {var}[{key!r}]")
+                self.check(item, field.type, indent + 1)
+                self.add(indent + 1, f"{optional}[{field.alias!r}] = {item}")
+                continue
+            # A missing key raises KeyError: the explaining pass reports it.
+            self.add(indent, f"{item} = {var}[{key!r}]")
+            self.check(item, field.type, indent)
+            if field.kw_only:
+                keywords.insert(0, f"{field.alias}={item}")
+            else:
+                positional.append(item)
+        model = self.name("model", cls)
+        setters = _slot_setters(cls)
+        if setters is None:
+            self.add(indent, f"{var} = {model}({', '.join([*positional, *keywords])})")
+        else:
+            # Only required positional fields here (see _slot_setters), in field order.
+            self.add(indent, f"{var} = _new({model})")
+            for item, setter in zip(positional, setters, strict=True):
+                self.add(indent, f"{self.name('set', setter)}({var}, {item})")
+        self.open_models.pop()
 
 
 def _sequence_container(tp: Any) -> type[Any] | None:
@@ -169,46 +217,10 @@ def fast_attrs_hook(
     hooks for them are that strict), timestamps go through ``parse_datetime``
     and open enums through their class.
     """
-    attrs.resolve_types(cls)
-    source = _Source(converter, exact, parse_datetime)
-    source.names["_cls"] = cls
-    positional: list[str] = []
-    keywords: list[str] = []
-    optional: list[tuple[str, str]] = []
-    for index, field in enumerate(attrs.fields(cls)):
-        if not field.init:
-            continue
-        var, key = f"v{index}", rename(field.name)
-        if field.default is not attrs.NOTHING:
-            # Absent on the wire: the model's default applies.
-            source.add(1, f"if {key!r} in o:")
-            source.add(2, f"{var} = o[{key!r}]")
-            source.check(var, field.type, 2)
-            source.add(2, f"kw[{field.alias!r}] = {var}")
-            optional.append((field.alias, var))
-            continue
-        # A missing key raises KeyError: the explaining pass reports it.
-        source.add(1, f"{var} = o[{key!r}]")
-        source.check(var, field.type, 1)
-        if field.kw_only:
-            keywords.append(f"{field.alias}={var}")
-        else:
-            positional.append(var)
-    head = ["if type(o) is not dict: raise TypeError", *(["kw = {}"] if optional else [])]
-    setters = _slot_setters(cls)
-    if setters is None:
-        call = ", ".join([*positional, *keywords, *(["**kw"] if optional else [])])
-        tail = [f"return _cls({call})"]
-    else:
-        # Only required positional fields here (see _slot_setters), in field order.
-        source.names["_new"] = object.__new__
-        tail = ["obj = _new(_cls)"]
-        for var, setter in zip(positional, setters, strict=True):
-            tail.append(f"{source.name('set', setter)}(obj, {var})")
-        tail.append("return obj")
+    source = _Source(converter, rename, exact, parse_datetime)
+    source.model("o", cls, 1)
     name = f"structure_{cls.__name__}"
-    lines = [*("    " + line for line in head), *source.lines, *("    " + line for line in tail)]
-    text = "\n".join([f"def {name}(o, _=None):", *lines])
+    text = "\n".join([f"def {name}(o, _=None):", *source.lines, "    return o"])
     namespace = dict(source.names)
     exec(compile(text, f"<fast structure of {cls.__qualname__}>", "exec"), namespace)
     function: Callable[[Any, Any], Any] = namespace[name]

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 from . import _constants as C
 from ._convert import decoder
 from ._http import Endpoint
-from ._paths import segment
-from .models import ApiResponse, OpenEnum, ProcessStatus, ProcessV2, Region, coerce_region
+from ._paths import region_segment, segment
+from .models import ApiResponse, OpenEnum, ProcessStatus, ProcessV2, Region
 from .waiting import wait_for_process
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ class ProcessesApi:
     ) -> ApiResponse[ProcessV2]:
         """Like ``create_process``, returning status code, headers and data."""
         app = self._client._app_segment(app_id)
-        where = segment(coerce_region(region).value, "region")
+        where = region_segment(region)
         return await self._client._call(CREATE_PROCESS, (app, where))
 
     async def create_process(self, region: Region | str, *, app_id: str | None = None) -> ProcessV2:

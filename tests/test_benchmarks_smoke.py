@@ -26,7 +26,7 @@ def test_quick_run_reports_every_case(tmp_path: Path) -> None:
     done = subprocess.run(
         [
             sys.executable, str(BENCH), "--quick", "--calls", "64", "--pairs", "2",
-            "--warmup", "16", "--iterations", "50", "--inflight", "20",
+            "--warmup", "16", "--runs", "2", "--iterations", "50", "--inflight", "20",
             "--rss-latency", "0.2", "--json", str(results),
         ],
         capture_output=True,

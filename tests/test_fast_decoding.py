@@ -299,7 +299,7 @@ def test_fast_constructor_builds_what_init_builds() -> None:
         assert fast_constructor(cls) is cls
 
 
-# -- the optional orjson parser answers exactly as json does ------------------
+# -- the parsers answer exactly as json.loads does ---------------------------
 
 
 @pytest.mark.parametrize(
@@ -318,18 +318,31 @@ def test_fast_constructor_builds_what_init_builds() -> None:
         b'{"a": 1}{',
         b"\xff\xfe\xff",
         b' \t\n{"spaced": [ ]}\r\n',
+        b'{"spaced": [ ]}\r\n ',
+        '{"le": 1}'.encode("utf-16-le"),
+        "[1, 2]".encode("utf-32-be"),
+        b'{"surrogate": "\xed\xa0\x80"}',
+        b'{"bad utf-8": "\xff"}',
+        b'{"nul": "\x00"}',
+        b"{",
+        b"[",
+        b"[]",
+        b'"text"',
+        b"7",
+        b"{}extra",
     ],
 )
-def test_orjson_parser_answers_as_json_does(body: bytes) -> None:
-    parse = _convert._orjson_loads()
+@pytest.mark.parametrize("parser", ["standard", "orjson"])
+def test_parsers_answer_as_json_loads_does(body: bytes, parser: str) -> None:
+    parse = _convert._loads_json if parser == "standard" else _convert._orjson_loads()
     if parse is None:
         pytest.skip("the orjson extra is not installed")
 
-    def result(loads: Any) -> tuple[str, str]:
+    def result(loads: Any) -> tuple[str, str, str]:
         try:
-            return "ok", repr(loads(body))
+            return "ok", repr(loads(body)), ""
         except ValueError as exc:
-            return "error", str(exc)
+            return "error", type(exc).__name__, str(exc)
 
     assert result(parse) == result(json.loads)
 
@@ -343,7 +356,7 @@ def test_integers_beyond_64_bits_decode_as_json_reads_them(big: int) -> None:
     expected = _convert._explaining.structure(json.loads(raw), ProcessV2)
     saved = _convert.loads
     try:
-        for parse in (json.loads, _convert._orjson_loads()):
+        for parse in (_convert._loads_json, json.loads, _convert._orjson_loads()):
             if parse is None:
                 continue
             _convert.loads = parse

@@ -156,6 +156,17 @@ async def test_caller_owned_session_stays_open_and_usable(fake: FakeHathora) -> 
     assert session.closed
 
 
+async def test_a_caller_owned_session_closed_by_its_owner_gives_a_typed_error(
+    fake: FakeHathora,
+) -> None:
+    session = aiohttp.ClientSession()
+    await session.close()
+    async with HathoraClient(fake.token, fake.app_id, base_url=fake.url, session=session) as client:
+        with pytest.raises(ClientClosedError, match="session given to HathoraClient is closed"):
+            await client.processes.create_process(Region.LONDON)
+    assert fake.request_counts["create_process"] == 0
+
+
 async def test_caller_owned_session_keeps_its_own_headers(hostile: HostileServer) -> None:
     hostile.answer(Canned.json([]))
     async with (
