@@ -132,6 +132,24 @@ def hostile_client(server: HostileServer, **options: Any) -> HathoraClient:
     return HathoraClient(TOKEN, APP_ID, base_url=server.url, **options)
 
 
+# Every key of the spec's ProcessV2: all required, so a complete body has each one.
+PROCESS_V2_KEYS = [
+    "status",
+    "roomsAllocated",
+    "terminatedAt",
+    "stoppingAt",
+    "startedAt",
+    "createdAt",
+    "roomsPerProcess",
+    "additionalExposedPorts",
+    "exposedPort",
+    "region",
+    "processId",
+    "deploymentId",
+    "appId",
+]
+
+
 def process_json(**overrides: Any) -> dict[str, Any]:
     """A valid ``ProcessV2`` wire object (camelCase, every key), with ``overrides``."""
     data: dict[str, Any] = {

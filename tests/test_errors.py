@@ -13,7 +13,7 @@ from email.utils import format_datetime
 
 import aiohttp
 import pytest
-from hostile import APP_ID, Canned, HostileServer, hostile_client, process_json
+from hostile import APP_ID, PROCESS_V2_KEYS, Canned, HostileServer, hostile_client, process_json
 
 from hathora_async import (
     ApiError,
@@ -316,21 +316,7 @@ def test_error_from_response_reads_hathoras_message() -> None:
 
 def test_process_json_helper_is_itself_valid() -> None:
     # Guard for the helper the error tests rely on: it must be a complete ProcessV2.
-    assert set(process_json()) == {
-        "status",
-        "roomsAllocated",
-        "terminatedAt",
-        "stoppingAt",
-        "startedAt",
-        "createdAt",
-        "roomsPerProcess",
-        "additionalExposedPorts",
-        "exposedPort",
-        "region",
-        "processId",
-        "deploymentId",
-        "appId",
-    }
+    assert set(process_json()) == set(PROCESS_V2_KEYS)
 
 
 async def test_errors_survive_pickling_and_copying(

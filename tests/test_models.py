@@ -8,7 +8,7 @@ from typing import Any
 
 import attrs
 import pytest
-from hostile import Canned, HostileServer, hostile_client, process_json
+from hostile import PROCESS_V2_KEYS, Canned, HostileServer, hostile_client, process_json
 
 from hathora_async import (
     ApiError,
@@ -172,24 +172,7 @@ async def test_malformed_body_from_the_fake_on_create(fake: FakeHathora) -> None
     assert caught.value.outcome_unknown is True
 
 
-REQUIRED = [
-    "status",
-    "roomsAllocated",
-    "terminatedAt",
-    "stoppingAt",
-    "startedAt",
-    "createdAt",
-    "roomsPerProcess",
-    "additionalExposedPorts",
-    "exposedPort",
-    "region",
-    "processId",
-    "deploymentId",
-    "appId",
-]
-
-
-@pytest.mark.parametrize("key", REQUIRED)
+@pytest.mark.parametrize("key", PROCESS_V2_KEYS)
 async def test_missing_required_field(hostile: HostileServer, key: str) -> None:
     data = process_json()
     del data[key]
