@@ -38,6 +38,7 @@ def _positive_float(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line's parser: ``demo`` and its flags."""
     parser = argparse.ArgumentParser(
         prog="python -m hathora_async",
         description="hathora-async: an async client for Hathora Cloud.",
@@ -80,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command != "demo":

@@ -15,14 +15,14 @@ import re
 import sys
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any, TypeVar, get_args, get_origin
+from typing import Any, TypeVar, get_args
 
 import attrs
 import cattrs
 from cattrs.errors import IterableValidationError, IterableValidationNote
 from cattrs.gen import make_dict_structure_fn, override
 
-from ._structgen import fast_attrs_hook
+from ._structgen import _sequence_container, fast_attrs_hook
 from .models import OpenEnum
 
 T = TypeVar("T")
@@ -169,15 +169,6 @@ def _structure_open_enum(value: Any, cls: type[OpenEnum]) -> OpenEnum:
     return cls(value)
 
 
-def _is_homogeneous_tuple(tp: Any) -> bool:
-    args = get_args(tp)
-    return get_origin(tp) is tuple and len(args) == 2 and args[1] is Ellipsis
-
-
-def _is_list(tp: Any) -> bool:
-    return get_origin(tp) is list
-
-
 def _sequence_hook(
     converter: cattrs.Converter, tp: Any, container: type[Any], detailed: bool
 ) -> Callable[[Any, Any], Any]:
@@ -237,10 +228,12 @@ def _build(detailed: bool) -> cattrs.Converter:
     converter.register_structure_hook(datetime, _structure_datetime)
     converter.register_structure_hook(OpenEnum, _structure_open_enum)
     converter.register_structure_hook_factory(
-        _is_homogeneous_tuple, lambda tp: _sequence_hook(converter, tp, tuple, detailed)
+        lambda tp: _sequence_container(tp) is tuple,
+        lambda tp: _sequence_hook(converter, tp, tuple, detailed),
     )
     converter.register_structure_hook_factory(
-        _is_list, lambda tp: _sequence_hook(converter, tp, list, detailed)
+        lambda tp: _sequence_container(tp) is list,
+        lambda tp: _sequence_hook(converter, tp, list, detailed),
     )
     if detailed:
         converter.register_structure_hook_factory(

@@ -173,28 +173,28 @@ class Transport:
     ) -> None:
         self.base_url = base_url
         self._base_path = base_url.raw_path.rstrip("/")
+        # The client passes the credential already wrapped in ``_SecretHeader``.
         self._headers = _Redacted(headers)
-        if "Authorization" in self._headers:
-            self._headers["Authorization"] = _SecretHeader(self._headers["Authorization"])
         # What each request passes, built once. A session the client creates
         # carries the headers itself (aiohttp then merges nothing per request);
         # a caller's session gets them with every request.
-        self._json_headers = _Redacted(self._headers, **{"Content-Type": "application/json"})
         self._request_headers: Mapping[str, str] | None = self._headers
-        self._request_json_headers: Mapping[str, str] = self._json_headers
+        self._request_json_headers: Mapping[str, str] = _Redacted({**headers, **_JSON_CONTENT})
         self._session = session
         self._owns_session = session is None
         self._max_connections = max_connections
         self._trace_configs = list(trace_configs) if trace_configs else None
         self._closed = False
+        # Each call's path and URL, kept: the same ids come back call after call.
+        self._targets: dict[tuple[str, tuple[str, ...]], tuple[str, URL]] = {}
         # Tasks now inside ``request``, so that ``close()`` can end them wherever
         # they wait (connecting, a pool slot, the answer, a pause between attempts).
-        self._targets: dict[tuple[str, tuple[str, ...]], tuple[str, URL]] = {}
         self._inflight: set[asyncio.Task[Any]] = set()
         self._cancelled_by_close: set[asyncio.Task[Any]] = set()
 
     @property
     def closed(self) -> bool:
+        """True once ``close()`` has run."""
         return self._closed
 
     def open(self) -> aiohttp.ClientSession:
@@ -212,6 +212,7 @@ class Transport:
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 headers=self._headers,
+                # Every call passes its own timeout; this bounds the session itself.
                 timeout=aiohttp.ClientTimeout(
                     total=C.DEFAULT_TOTAL_TIMEOUT,
                     connect=C.DEFAULT_CONNECT_TIMEOUT,
@@ -258,7 +259,7 @@ class Transport:
         except asyncio.CancelledError:
             if task in self._cancelled_by_close and _only_cancelled_by_close(task):
                 error = ClientClosedError("the HathoraClient was closed during the call")
-                path = self._base_path + endpoint.path.format(*path_segments)
+                path = self._target(endpoint.path, path_segments)[0]
                 # Closed mid-call: a create may or may not have reached the server.
                 error._locate(endpoint.method, path, outcome_unknown=not endpoint.idempotent)
                 raise error from None
@@ -400,14 +401,12 @@ class Transport:
             raise error
         retry_after: float | None = None
         if isinstance(error, RateLimitedError):
-            retry_after = error.retry_after
-        if retry_after is None and isinstance(error, ApiError):
+            retry_after = error.retry_after  # parsed when the answer was read
+        elif isinstance(error, ApiError):
             retry_after = parse_retry_after(error.headers.get("Retry-After"))
         if retry_after is not None:
             if retry_after > policy.max_retry_after or retry_after >= remaining:
                 # Waiting that long is the caller's decision, not ours.
-                if isinstance(error, RateLimitedError):
-                    error.retry_after = retry_after
                 raise error
             return retry_after
         delay = policy.backoff(retries)
@@ -445,9 +444,8 @@ def _short(error: HathoraError) -> str:
 
 
 async def _read_bounded(response: aiohttp.ClientResponse) -> bytes:
+    """A body too large for one ``read()``, or of unknown length, read within the limit."""
     length = response.content_length
-    if length is not None and length <= C.MAX_RESPONSE_BYTES:
-        return await response.read()
     if length is not None:
         raise aiohttp.ClientPayloadError(f"response of {length} bytes exceeds the limit")
     chunks: list[bytes] = []

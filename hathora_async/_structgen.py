@@ -93,7 +93,8 @@ class _Source:
         elif attrs.has(tp) and tp not in self.open_models:
             self.model(var, tp, indent)  # written out here: no call per nested object
         else:
-            # Lists' items (their model's own function) and anything else.
+            # Anything not written out above (recursive models, wider unions, other
+            # types): the converter's own hook for it.
             hook = self.name("hook", self.converter.get_structure_hook(tp))
             self.add(indent, f"{var} = {hook}({var}, {self.name('type', tp)})")
 

@@ -180,17 +180,21 @@ class HathoraClient:
         timeout: Timeouts | float | None = None,
         retry: RetryPolicy | None = None,
         app_id: str | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> HathoraClient:
         """A sibling client sharing this one's session, with other call settings.
 
-        The sibling is closed when this client is (they share one session);
-        closing the sibling closes the shared session too.
+        ``sleep`` replaces the wait between retries. The sibling is closed when
+        this client is (they share one session); closing the sibling closes the
+        shared session too.
         """
         options = self._options
         if timeout is not None:
             options = attrs.evolve(options, timeouts=Timeouts.coerce(timeout))
         if retry is not None:
             options = attrs.evolve(options, retry=retry)
+        if sleep is not None:
+            options = attrs.evolve(options, sleep=sleep)
         if app_id is not None:
             segment(app_id, "app_id")
         sibling = object.__new__(HathoraClient)

@@ -15,7 +15,8 @@ import attrs
 from . import _constants as C
 from .errors import ClientClosedError, HathoraError, NotFoundError, RateLimitedError
 from .models import ProcessStatus, ProcessV2, Region, coerce_region
-from .prealloc import Plan, check_plan, list_strays
+from .prealloc import Plan, _check_limit, check_plan, list_strays
+from .waiting import _positive_number
 
 if TYPE_CHECKING:
     from .client import HathoraClient
@@ -60,12 +61,6 @@ class _Tracked:
             # Hosting rooms, draining, or a status newer than this client: not gone.
             return "busy"
         return "starting" if status == ProcessStatus.STARTING else "idle"
-
-
-def _positive(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{name} must be a number > 0, got {value!r}")
-    return float(value)
 
 
 class WarmPool:
@@ -127,10 +122,9 @@ class WarmPool:
     ) -> None:
         self._targets = check_plan(targets)
         self._max = self._check_max(max_per_region)
-        self._poll_interval = _positive(poll_interval, "poll_interval")
-        self._max_backoff = max(_positive(max_backoff, "max_backoff"), self._poll_interval)
-        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-            raise ValueError(f"concurrency must be an int >= 1, got {concurrency!r}")
+        self._poll_interval = _positive_number(poll_interval, "poll_interval")
+        self._max_backoff = max(_positive_number(max_backoff, "max_backoff"), self._poll_interval)
+        _check_limit(concurrency, "concurrency")
         client._app_segment(app_id)
         self._client = client
         self._app_id = app_id

@@ -283,8 +283,7 @@ class _Run:
         # A create pauses between attempts only after one the server provably did
         # not act on (a 429, or a request that never left): so once the run is
         # stopping, the pause withdraws the create instead of sending it again.
-        creator = client.with_options()
-        creator._options = attrs.evolve(client._options, sleep=self.pause_create)
+        creator = client.with_options(sleep=self.pause_create)
         self.create = creator.processes.create_process
         self.pauses: set[asyncio.Future[None]] = set()
         self.wait = wait

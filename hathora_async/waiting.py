@@ -80,7 +80,7 @@ async def poll_until_running(
     clock: Callable[[], float],
     first: ProcessV2 | None = None,
 ) -> ProcessV2:
-    """Poll with ``fetch`` until the process runs; the engine of every wait.
+    """Poll with ``fetch`` until the process runs; the engine of every process wait.
 
     ``first`` is a state already in hand (a create's answer): it is checked
     before the first sleep instead of being fetched again. Transient errors

@@ -698,3 +698,17 @@ async def test_create_answered_with_an_unexpected_2xx_is_outcome_unknown(status:
         assert caught.value.status == status
         assert caught.value.outcome_unknown is True
         assert len(server.seen) == 1
+
+
+async def test_with_options_sleep_replaces_the_wait_between_retries(fake: FakeHathora) -> None:
+    waits: list[float] = []
+
+    async def record(delay: float) -> None:
+        waits.append(delay)
+
+    policy = RetryPolicy(attempts=3, initial_delay=0.5, jitter=False)
+    async with HathoraClient(fake.token, fake.app_id, base_url=fake.url, retry=policy) as client:
+        fake.faults.add("get_latest_processes", Fault(status=503), times=2)
+        assert await client.with_options(sleep=record).processes.get_latest_processes() == []
+    assert waits == [0.5, 1.0]
+    assert fake.request_counts["get_latest_processes"] == 3

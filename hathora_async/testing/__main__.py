@@ -54,6 +54,7 @@ async def _serve(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Serve a fake Hathora as the flags say, until interrupted."""
     args = _parse(argv)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(args))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -79,9 +79,6 @@ class FakeProcess:
         if now < self.ready_at:
             return "starting"
         return "failed" if self.boot_fails else "running"
-
-    def is_active(self, now: float, stop_delay: float) -> bool:
-        return self.status(now, stop_delay) in ("starting", "running")
 
 
 @attrs.define
@@ -175,10 +172,6 @@ class World:
         if rooms == 0 and process.rooms_allocated != 0:
             process.idle_since = now
         process.rooms_allocated = rooms
-
-    def all_processes(self) -> Iterator[FakeProcess]:
-        for app in self.apps.values():
-            yield from app.processes.values()
 
     def render(self, process: FakeProcess) -> dict[str, Any]:
         """The process as Hathora's ``ProcessV2`` JSON object: every key, always."""
