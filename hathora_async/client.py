@@ -305,9 +305,9 @@ class HathoraClient:
         Catch it around this ``await``: on Python 3.10 whoever awaits the
         *task* gets a fresh ``CancelledError`` (this one is its ``__context__``).
         """
-        from .prealloc import run_preallocation
+        from .prealloc import _Preallocation
 
-        return await run_preallocation(
+        run = _Preallocation(
             self,
             plan,
             concurrency=concurrency,
@@ -321,6 +321,7 @@ class HathoraClient:
             stop_on_cancel=stop_on_cancel,
             app_id=app_id,
         )
+        return await run.run()
 
     def _app_segment(self, app_id: str | None) -> str:
         chosen = app_id if app_id is not None else self._app_id

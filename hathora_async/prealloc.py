@@ -32,7 +32,6 @@ __all__ = [
     "PreallocationEvent",
     "PreallocationFailure",
     "PreallocationResult",
-    "run_preallocation",
 ]
 
 logger = logging.getLogger(C.LOGGER_NAME)
@@ -258,13 +257,17 @@ def _withdrawn() -> HathoraError:
     return HathoraError("create_process was not retried: the call was cancelled; nothing was made")
 
 
-class _Run:
-    """One ``preallocate`` call."""
+class _Preallocation:
+    """One ``preallocate`` call: ``await _Preallocation(client, plan, ...).run()``.
+
+    The arguments are those of ``HathoraClient.preallocate`` (no defaults here),
+    checked before any I/O.
+    """
 
     def __init__(
         self,
         client: HathoraClient,
-        plan: dict[Region, int],
+        plan: Plan,
         *,
         concurrency: int,
         per_region_concurrency: int | None,
@@ -277,6 +280,16 @@ class _Run:
         stop_on_cancel: bool,
         app_id: str | None,
     ) -> None:
+        plan = check_plan(plan)
+        _check_limit(concurrency, "concurrency")
+        if per_region_concurrency is not None:
+            _check_limit(per_region_concurrency, "per_region_concurrency")
+        timeout, poll_interval, max_poll_interval = check_wait_options(
+            timeout, poll_interval, max_poll_interval
+        )
+        if on_event is not None and not callable(on_event):
+            raise TypeError("on_event must be callable")
+        client._app_segment(app_id)
         self.client = client
         self.clock = client._options.clock
         self.sleep = client._options.sleep
@@ -529,46 +542,3 @@ class _Run:
             return
         self.result.stopped.append(process_id)
         self.emit(PreallocationEvent("stopped", region, process_id))
-
-
-async def run_preallocation(
-    client: HathoraClient,
-    plan: Plan,
-    *,
-    concurrency: int,
-    per_region_concurrency: int | None,
-    wait: bool,
-    timeout: float,
-    poll_interval: float,
-    max_poll_interval: float,
-    on_event: Callable[[PreallocationEvent], None] | None,
-    reconcile: bool,
-    stop_on_cancel: bool,
-    app_id: str | None,
-) -> PreallocationResult:
-    """See ``HathoraClient.preallocate``."""
-    checked = check_plan(plan)
-    concurrency = _check_limit(concurrency, "concurrency")
-    if per_region_concurrency is not None:
-        _check_limit(per_region_concurrency, "per_region_concurrency")
-    timeout, poll_interval, max_poll_interval = check_wait_options(
-        timeout, poll_interval, max_poll_interval
-    )
-    if on_event is not None and not callable(on_event):
-        raise TypeError("on_event must be callable")
-    client._app_segment(app_id)
-    run = _Run(
-        client,
-        checked,
-        concurrency=concurrency,
-        per_region_concurrency=per_region_concurrency,
-        wait=wait,
-        timeout=timeout,
-        poll_interval=poll_interval,
-        max_poll_interval=max_poll_interval,
-        on_event=on_event,
-        reconcile=reconcile,
-        stop_on_cancel=stop_on_cancel,
-        app_id=app_id,
-    )
-    return await run.run()
