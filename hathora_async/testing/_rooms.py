@@ -71,10 +71,6 @@ class RoomBook:
         self._live: dict[str, FakeRoom] = {}
         self._by_process: dict[str, list[FakeRoom]] = {}
 
-    def _status(self, process: FakeProcess, now: float) -> str:
-        process.settle(now, self.world.idle_timeout)
-        return process.status(now, self.world.stop_delay)
-
     def settle(self) -> None:
         """Destroy the rooms whose process has died by now, freeing their slots."""
         if not self._live:
@@ -82,7 +78,7 @@ class RoomBook:
         now = self.world.clock()
         for room in list(self._live.values()):
             process = room.allocations[-1].process
-            if self._status(process, now) not in _ALIVE:
+            if self.world.status(process, now) not in _ALIVE:
                 # A failed boot ends at ready_at; a stop (crash, reaper, API) at stop_at.
                 self._end(
                     room, process.stop_at if process.stop_at is not None else process.ready_at
@@ -116,7 +112,7 @@ class RoomBook:
         for process in app.processes.values():
             if process.region != region or process.rooms_allocated >= process.rooms_per_process:
                 continue
-            status = self._status(process, now)
+            status = self.world.status(process, now)
             if status == "running":
                 running.append(process)
             elif status == "starting":
@@ -179,19 +175,14 @@ class RoomBook:
         ``exposedPort`` is absent, not null, until the process runs, as on Hathora.
         """
         process = room.allocations[-1].process
-        running = self._status(process, self.world.clock()) == "running"
+        running = self.world.status(process, self.world.clock()) == "running"
         data: dict[str, Any] = {
             "additionalExposedPorts": [],
             "status": "active" if running else "starting",
             "roomId": room.room_id,
         }
         if running:
-            data["exposedPort"] = {
-                "transportType": process.transport_type,
-                "port": process.port,
-                "host": process.host,
-                "name": "default",
-            }
+            data["exposedPort"] = self.world.port_json(process)
         if with_process:
             data["processId"] = process.process_id
         return data

@@ -173,11 +173,25 @@ class World:
             process.idle_since = now
         process.rooms_allocated = rooms
 
+    def status(self, process: FakeProcess, now: float) -> str:
+        """The process's status at ``now``, an idle reaping come due recorded first."""
+        process.settle(now, self.idle_timeout)
+        return process.status(now, self.stop_delay)
+
+    @staticmethod
+    def port_json(process: FakeProcess) -> dict[str, Any]:
+        """The process's default port as Hathora's ``ExposedPort`` JSON object."""
+        return {
+            "transportType": process.transport_type,
+            "port": process.port,
+            "host": process.host,
+            "name": "default",
+        }
+
     def render(self, process: FakeProcess) -> dict[str, Any]:
         """The process as Hathora's ``ProcessV2`` JSON object: every key, always."""
         now = self.clock()
-        process.settle(now, self.idle_timeout)
-        status = process.status(now, self.stop_delay)
+        status = self.status(process, now)
         started = process.ready_at if not process.boot_fails and now >= process.ready_at else None
         if process.stop_at is not None and process.stop_at < process.ready_at:
             started = None
@@ -189,12 +203,7 @@ class World:
             terminated = process.ready_at
         port = None
         if status in ("running", "stopping") and started is not None:
-            port = {
-                "transportType": process.transport_type,
-                "port": process.port,
-                "host": process.host,
-                "name": "default",
-            }
+            port = self.port_json(process)
         return {
             "status": status,
             "roomsAllocated": process.rooms_allocated,
