@@ -1,5 +1,6 @@
 """hathora-async: an async-first client for Hathora Cloud's process and room APIs."""
 
+from ._budget import RateLimit, RateLimitState
 from ._version import __version__
 from .client import HathoraClient
 from .errors import (
@@ -56,6 +57,8 @@ __all__ = [
     "RegionCounts",
     "WarmPool",
     "RetryPolicy",
+    "RateLimit",
+    "RateLimitState",
     "Timeouts",
     "ApiResponse",
     "ExposedPort",

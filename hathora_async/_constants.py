@@ -57,6 +57,39 @@ GENERATED_ROOM_ID_LENGTH = 16
 # to boot, bounded like a process wait by Hathora's 100 s port-binding deadline.
 DEFAULT_ROOM_POLL_INTERVAL = 0.5
 
+# Send budget (issue 12; see _budget.py for how they work together).
+# Before the server has said anything about its limit: this many requests may
+# go at once, each success lets RATE_START_GAIN more go, and after
+# RATE_OPEN_AFTER successes without a 429 the budget stops counting (no cost).
+RATE_INITIAL_WINDOW = 24
+RATE_START_GAIN = 2
+RATE_OPEN_AFTER = 64
+RATE_START_RECHECK = 0.005
+# Never pace slower than this (requests per second).
+RATE_MIN = 0.5
+# After a first 429 that says nothing about the server's rate: start from the
+# burst the server allowed, per second, and double every RATE_RAMP_DOUBLING s.
+RATE_RAMP_DOUBLING = 0.25
+# The server's rate is estimated from successes over windows at least this long.
+RATE_ESTIMATE_MIN_WINDOW = 0.25
+# Successes kept (their times) for that estimate.
+RATE_HISTORY = 4096
+# Successes this close to the first 429 count as the burst the server allows.
+RATE_STORM_WINDOW = 0.25
+# Pace this far below an estimated server rate; without an estimate, cut to BETA.
+RATE_MARGIN = 0.05
+RATE_BETA = 0.7
+# CUBIC growth, relative to the rate at the last 429: w(t) = w_max (1 + C (t - K)^3).
+RATE_CUBIC_SCALE = 0.002
+# Requests that may go at once when pacing: this many seconds' worth, at most the
+# burst the server was seen to allow.
+RATE_BURST_SECONDS = 0.1
+# Growth is capped at this multiple of the rate actually used (an idle client
+# must not grow a rate it would then burst at).
+RATE_MAX_OVER_USED = 2.0
+# A cut to below this fraction of the previous rate is logged at INFO.
+RATE_LOG_DROP = 0.5
+
 ENV_TOKEN = "HATHORA_TOKEN"
 ENV_APP_ID = "HATHORA_APP_ID"
 ENV_BASE_URL = "HATHORA_BASE_URL"

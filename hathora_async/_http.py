@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Generic, NoReturn, TypeVar
 
@@ -13,6 +14,7 @@ import attrs
 from yarl import URL
 
 from . import _constants as C
+from ._budget import SendBudget, not_sent
 from ._convert import DecodeFailure, loads
 from ._structgen import fast_constructor
 from .errors import (
@@ -170,8 +172,11 @@ class Transport:
         session: aiohttp.ClientSession | None,
         max_connections: int,
         trace_configs: Sequence[aiohttp.TraceConfig] | None,
+        budget: SendBudget | None = None,
     ) -> None:
         self.base_url = base_url
+        # The send budget (issue 12), shared by every call through this transport.
+        self.budget = budget if budget is not None else SendBudget(None, time.monotonic)
         self._base_path = base_url.raw_path.rstrip("/")
         # The client passes the credential already wrapped in ``_SecretHeader``.
         self._headers = _Redacted(headers)
@@ -257,11 +262,14 @@ class Transport:
         try:
             return await self._send(endpoint, path_segments, options, query, json_body)
         except asyncio.CancelledError:
+            # Cancelled while waiting for the send budget: this attempt was not sent.
+            unsent = self.budget.forget(task)
             if task in self._cancelled_by_close and _only_cancelled_by_close(task):
                 error = ClientClosedError("the HathoraClient was closed during the call")
                 path = self._target(endpoint.path, path_segments)[0]
                 # Closed mid-call: a create may or may not have reached the server.
-                error._locate(endpoint.method, path, outcome_unknown=not endpoint.idempotent)
+                unknown = not endpoint.idempotent and not unsent
+                error._locate(endpoint.method, path, outcome_unknown=unknown)
                 raise error from None
             raise
         finally:
@@ -300,10 +308,27 @@ class Transport:
         deadline = clock() + options.timeouts.total
         timeout = options.first_attempt_timeout
         retries = 0
+        # -- send budget (issue 12) --
+        budget = self.budget
+        write = endpoint.method != "GET"
+        refusals = 0  # 429s: refused, so not counted against the retry attempts
+        last: HathoraError | None = None
+        # --
         while True:
             error: HathoraError
             sent = True
             retryable: bool
+            # -- send budget (issue 12): wait for it; nothing is sent before --
+            if budget.gated:
+                if not await budget.acquire(write, deadline, options.sleep):
+                    if last is not None:
+                        raise_timeout(endpoint, path, last)
+                    raise not_sent(endpoint.method, path)
+                timeout = options.attempt_timeout(
+                    max(deadline - clock(), C.MIN_BOUNDED_CALL_TIMEOUT)
+                )
+            ticket = budget.generation
+            # --
             try:
                 async with session.request(
                     endpoint.method,
@@ -340,8 +365,15 @@ class Transport:
                 retryable = retryable and (endpoint.idempotent or not sent)
             else:
                 if status == endpoint.success:
+                    budget.passed(ticket)  # send budget (issue 12)
                     return self._success(endpoint, path, status, response_headers, body)
                 error = error_from_response(status, response_headers, body)
+                # -- send budget (issue 12): a 429 slows (and may pause) every call --
+                if isinstance(error, RateLimitedError):
+                    budget.refused(ticket, error.retry_after, policy.max_retry_after)
+                    if budget.enabled and policy.attempts > 1:
+                        refusals += 1
+                # --
                 # A 429 means the server refused to act: safe to resend even a create.
                 retryable = status in RETRYABLE_STATUSES and (endpoint.idempotent or status == 429)
                 # A 2xx other than the expected one most likely did act (a 200 or
@@ -352,7 +384,8 @@ class Transport:
             retries += 1
             error.attempts = retries
             remaining = deadline - clock()
-            delay = self._delay_or_raise(error, retryable, retries, policy, remaining)
+            counted = max(1, retries - refusals)  # send budget (issue 12)
+            delay = self._delay_or_raise(error, retryable, counted, policy, remaining)
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug(
                     "retrying %s %s after %s (attempt %d of %d) in %.3fs",
@@ -363,10 +396,13 @@ class Transport:
                     policy.attempts,
                     delay,
                 )
-            await self._pause(delay, options.sleep)
+            # A 429's Retry-After paused the budget: waiting for it is this call's pause.
+            if not (budget.enabled and isinstance(error, RateLimitedError) and error.retry_after):
+                await self._pause(delay, options.sleep)
             remaining = deadline - clock()
             if remaining <= 0:
                 raise_timeout(endpoint, path, error)
+            last = error  # send budget (issue 12)
             timeout = options.attempt_timeout(remaining)
 
     def _success(

@@ -15,6 +15,7 @@ import attrs
 from yarl import URL
 
 from . import _constants as C
+from ._budget import RateLimit, RateLimitState, SendBudget
 from ._http import CallOptions, Endpoint, Query, Transport, _SecretHeader
 from ._paths import segment
 from .models import ApiResponse
@@ -79,6 +80,12 @@ def _check_base_url(base_url: str | URL, allow_insecure_http: bool) -> URL:
     return url
 
 
+def _budget(rate_limit: RateLimit | None, clock: Callable[[], float]) -> SendBudget:
+    if rate_limit is not None and not isinstance(rate_limit, RateLimit):
+        raise TypeError(f"rate_limit must be a RateLimit or None, not {rate_limit!r}")
+    return SendBudget(rate_limit, clock)
+
+
 class HathoraClient:
     """An async client for Hathora Cloud, owning one pooled aiohttp session.
 
@@ -94,7 +101,10 @@ class HathoraClient:
     it. Plain http is refused for non-loopback hosts unless
     ``allow_insecure_http`` is True, so the token never travels in clear text.
     ``sleep`` and ``clock`` (a monotonic clock in seconds) can be replaced, for
-    example to make retry tests instant.
+    example to make retry tests instant. ``rate_limit`` sets the send budget
+    shared by every call of this client and its siblings (a ``RateLimit``;
+    the default adapts to the server's 429s; None turns it off): see
+    ``RateLimit`` and ``rate_limit_state``.
     """
 
     processes: ProcessesApi
@@ -114,6 +124,7 @@ class HathoraClient:
         trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
+        rate_limit: RateLimit | None = RateLimit(),  # noqa: B008 (frozen, so shared safely)
     ) -> None:
         # Wrap (this cannot fail) and rebind at once, so that no local of this
         # frame, shown by a traceback formatted with capture_locals, holds the token.
@@ -140,6 +151,7 @@ class HathoraClient:
             session=session,
             max_connections=max_connections,
             trace_configs=trace_configs,
+            budget=_budget(rate_limit, clock),
         )
         self._options = CallOptions(
             timeouts=Timeouts() if timeout is None else Timeouts.coerce(timeout),
@@ -224,6 +236,11 @@ class HathoraClient:
     def retry(self) -> RetryPolicy:
         """The retry policy of each call."""
         return self._options.retry
+
+    @property
+    def rate_limit_state(self) -> RateLimitState:
+        """The send budget now: pace, 429s seen, pause (shared with siblings; no I/O)."""
+        return self._transport.budget.state()
 
     @property
     def closed(self) -> bool:

@@ -408,7 +408,10 @@ class _Preallocation:
             started = self.clock()
             self.in_create.add(task)
             try:
-                process = await self.create(region, app_id=self.app_id)
+                # Send budget (issue 12): the create's deadline starts when its turn comes.
+                async with self.client._transport.budget.turn(self.pause_create):
+                    started = self.clock()
+                    process = await self.create(region, app_id=self.app_id)
             except HathoraError as exc:
                 self.failed(region, exc, None, None, started)
                 return

@@ -9,6 +9,15 @@ import contextlib
 from ._fake import FakeHathora
 
 
+def _retry_after(text: str) -> int | None:
+    if text.strip().lower() == "none":
+        return None
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("--retry-after must be >= 0 or 'none'")
+    return value
+
+
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m hathora_async.testing", description="Serve a fake Hathora Cloud API."
@@ -30,6 +39,19 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="seconds without rooms before a process is reaped (0: never)",
     )
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument(
+        "--rate-limit",
+        type=float,
+        default=None,
+        help="requests per second per token before answering 429, like a gateway (default: off)",
+    )
+    parser.add_argument("--rate-burst", type=int, default=10, help="requests allowed at once")
+    parser.add_argument(
+        "--retry-after",
+        type=_retry_after,
+        default=1,
+        help="Retry-After seconds on a 429, or 'none' for no header (default: 1)",
+    )
     return parser.parse_args(argv)
 
 
@@ -45,6 +67,9 @@ async def _serve(args: argparse.Namespace) -> None:
         stop_delay=args.stop_delay,
         idle_timeout=args.idle_timeout or None,
         seed=args.seed,
+        rate_limit=args.rate_limit,
+        rate_burst=args.rate_burst,
+        retry_after=args.retry_after,
     )
     async with fake:
         print(f"HATHORA_BASE_URL={fake.url}")

@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from ._faults import FaultPlan
+from ._ratelimit import GatewayLimit
 from ._rooms import PUBLIC_ROUTES, RoomBook, RoomRoutes
 from ._state import REGIONS, Delay, FakeApp, FakeProcess, World, sample
 
@@ -60,6 +61,10 @@ class FakeHathora:
     Every request waits ``latency`` (a number or a range) first. Randomness comes
     from ``seed``; time from ``clock`` (default: ``time.monotonic``; a
     ``ManualClock`` makes lifecycle tests instant). ``faults`` injects failures.
+    ``rate_limit`` (requests per second, None: off) makes it answer like a
+    gateway: a token bucket of ``rate_burst`` per bearer token, and 429 with a
+    ``Retry-After`` of ``retry_after`` whole seconds (None: no header) when it
+    is empty (see ``fake.gateway``).
     RoomsV2 is served too: rooms take free slots on running processes of their
     region, or start a new process, and die with their process.
     """
@@ -82,6 +87,9 @@ class FakeHathora:
         regions: tuple[str, ...] = REGIONS,
         clock: Callable[[], float] | None = None,
         seed: int | None = None,
+        rate_limit: float | None = None,
+        rate_burst: int = 10,
+        retry_after: int | None = 1,
     ) -> None:
         self.world = World(
             clock=clock or time.monotonic,
@@ -104,12 +112,17 @@ class FakeHathora:
         self._port = port
         self._runner: web.AppRunner | None = None
         self._rooms = RoomBook(self.world)
+        # Rate limit (issue 12): a gateway in front of every route.
+        self.gateway: GatewayLimit | None = None
+        if rate_limit is not None:
+            self.gateway = GatewayLimit(rate_limit, rate_burst, retry_after, self.world.clock)
         self.app = self._build_app()
 
     # -- server lifecycle --------------------------------------------------
 
     def _build_app(self) -> web.Application:
-        app = web.Application(middlewares=[_json_errors])
+        gateway = [self.gateway.middleware] if self.gateway is not None else []
+        app = web.Application(middlewares=[_json_errors, *gateway])
         route = self._route
         app.router.add_post(
             "/processes/v2/{app_id}/create/{region}", route("create_process", self._create)
