@@ -460,7 +460,7 @@ class SendBudget:
                 continue
             self._sent += 1
             if self._mode == _OPEN:
-                self.gated = now < self._paused_until
+                self.gated = self._clock() < self._paused_until
             return True
         return None
 
@@ -513,7 +513,8 @@ class SendBudget:
                     # A pause or a cut meanwhile, or a write now first: look again.
                     if self._epoch != epoch or self._head() is not waiter:
                         continue
-                self._tat = max(self._tat, slot) + interval
+                # A late departure pushes the schedule: lateness is no credit.
+                self._tat = max(self._tat, slot, self._clock()) + interval
                 return True
         finally:
             if waiter is not None:

@@ -324,6 +324,7 @@ class _Preallocation:
         )
         self.tasks = _Tasks()
         self.in_create: set[asyncio.Task[Any] | None] = set()
+        self.withdrawn: set[asyncio.Task[Any]] = set()
         self.region_of: dict[str, Region] = {}
         self.stopping = False
         self.started_at = datetime.now(timezone.utc)
@@ -419,6 +420,9 @@ class _Preallocation:
                 self.failed(region, _withdrawn(), None, None, started)
                 return
             except asyncio.CancelledError:
+                if task in self.withdrawn:  # send budget (issue 12): waited, never sent
+                    self.failed(region, _withdrawn(), None, None, started)
+                    return
                 # Only a second cancellation (or a closing loop) gets here.
                 self.failed(region, _cancelled_in_flight(), None, None, started)
                 raise
@@ -517,8 +521,12 @@ class _Preallocation:
         cancellation gives up waiting.
         """
         self.stopping = True
+        budget = self.client._transport.budget
         for task in list(self.tasks.tasks):
             if task not in self.in_create:
+                task.cancel()
+            elif budget.waiting(task):  # send budget (issue 12): not sent yet, withdraw it
+                self.withdrawn.add(task)
                 task.cancel()
         for pause in list(self.pauses):
             pause.cancel()

@@ -16,6 +16,7 @@ from hathora_async import (
     HathoraConnectionError,
     HathoraError,
     ProcessV2,
+    RateLimit,
     RateLimitedError,
     ResponseDecodeError,
     RetryPolicy,
@@ -63,6 +64,9 @@ async def test_load_with_random_faults() -> None:
             base_url=fake.url,
             retry=policy,
             max_connections=CONCURRENCY + 56,
+            # Random 429 faults stand for refusals here, not for a rate limit to
+            # adapt to (test_ratelimit.py and the benchmark cover that).
+            rate_limit=RateLimit(adaptive=False),
         )
         async with client:
             # A few processes to read and stop before the first creates return.

@@ -14,6 +14,7 @@ import pytest
 from hathora_async import (
     ClientClosedError,
     HathoraClient,
+    RateLimit,
     RateLimitedError,
     Region,
     RegionCounts,
@@ -29,12 +30,17 @@ QUIET = 3600.0
 
 @asynccontextmanager
 async def setup(
-    clock: ManualClock | None = None, retry: RetryPolicy = FAST, **fake_options: Any
+    clock: ManualClock | None = None,
+    retry: RetryPolicy = FAST,
+    rate_limit: RateLimit | None = RateLimit(),  # noqa: B008 (frozen)
+    **fake_options: Any,
 ) -> AsyncIterator[tuple[FakeHathora, HathoraClient]]:
     # The manual clock drives the fake's lifecycle only; the client and pool run in real time.
     async with (
         FakeHathora(clock=clock or ManualClock(), seed=9, **fake_options) as fake,
-        HathoraClient(fake.token, fake.app_id, base_url=fake.url, retry=retry) as client,
+        HathoraClient(
+            fake.token, fake.app_id, base_url=fake.url, retry=retry, rate_limit=rate_limit
+        ) as client,
     ):
         yield fake, client
 
@@ -189,7 +195,9 @@ async def test_a_429_retry_after_is_honoured() -> None:
         delays.append(seconds)
         await asyncio.sleep(0)
 
-    async with setup(retry=RetryPolicy.none()) as (fake, client):
+    # The client's own send budget would pause every call 7 s too (tested in
+    # test_ratelimit.py): without it, this tests the pool's backoff alone.
+    async with setup(retry=RetryPolicy.none(), rate_limit=None) as (fake, client):
         fake.faults.add("create_process", Fault(status=429, retry_after="7"))
         pool = WarmPool(
             client, {Region.SYDNEY: 1}, poll_interval=0.01, max_backoff=60, sleep=record

@@ -59,7 +59,7 @@ class GatewayLimit:
         now = self._clock()
         tokens, then = self._buckets.get(key, (float(self.burst), now))
         tokens = min(float(self.burst), tokens + (now - then) * self.rate)
-        if tokens >= 1.0:
+        if tokens >= 1.0 - 1e-9:  # a token due now is there, float rounding or not
             self._buckets[key] = (tokens - 1.0, now)
             self.admitted += 1
             return True
