@@ -62,3 +62,21 @@ ENV_APP_ID = "HATHORA_APP_ID"
 ENV_BASE_URL = "HATHORA_BASE_URL"
 
 LOGGER_NAME = "hathora_async"
+
+# Warm pool records (issue 10). A process the pool made that reads as 404 for
+# this long without a break is given up on (logged by id at WARNING).
+DEFAULT_POOL_GIVE_UP_MISSING = 60.0
+# A create intent whose process was not found is looked for at most this long.
+DEFAULT_INTENT_MAX_AGE = 600.0
+
+# Replicated warm pool (hathora_async.redis).
+POOL_KEY_PREFIX = "hathora-async:pool:"
+DEFAULT_LEASE_TTL = 5.0
+# The leader stops acting this share of the lease before the lease could expire
+# in Redis: room for clock-rate drift and the time a renewal takes to land.
+LEASE_SAFETY_FRACTION = 0.2
+# A replica's membership lapses after this many lease periods without a heartbeat.
+MEMBER_TTL_LEASES = 3
+# Records, targets, snapshot and fence outlive the pool's last write by this much
+# (then the pool is long dead and Hathora's idle reaper has stopped its processes).
+DEFAULT_POOL_STATE_TTL = 24 * 3600.0
