@@ -393,8 +393,8 @@ class RedisPoolStore:
 
     async def acquire(self) -> bool:
         """Take the lease if free (a new, larger fence), or renew it if held."""
-        if self._token is not None:
-            return await self.renew()
+        if self._token is not None and await self.renew():
+            return True
         token = f"{self.replica_id}:{uuid.uuid4().hex[:8]}"
         started = self._clock()
         try:
