@@ -158,6 +158,7 @@ async def test_replaces_processes_the_idle_reaper_stopped() -> None:
             assert sum(s == "running" for s in now.values()) == 4
 
 
+@pytest.mark.usefixtures("short_grace")  # the 503'd create made nothing: no long search
 async def test_api_errors_back_off_and_never_kill_the_pool() -> None:
     delays: list[float] = []
 
@@ -408,7 +409,7 @@ async def test_a_create_with_unknown_outcome_is_reconciled_not_repeated() -> Non
     async with setup(clock, retry=RetryPolicy.none()) as (fake, client):
         # Another client's process in the region, from before the pool: not the pool's.
         other = await client.processes.create_process(Region.SEATTLE)
-        clock.advance(1.0)
+        clock.advance(5.0)
         fake.faults.add("create_process", Fault(drop="after"))
         async with WarmPool(client, {Region.SEATTLE: 1}, poll_interval=QUIET) as pool:
             await until(lambda: pool.errors == 1)
