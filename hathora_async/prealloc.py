@@ -497,6 +497,7 @@ class _Preallocation:
         until = max(sent) + C.READ_AFTER_CREATE_GRACE
         error: HathoraError | None = None
         truncated = False
+        late = False
         while True:
             try:
                 async with self.limits[region]:
@@ -513,8 +514,13 @@ class _Preallocation:
                     self.result.strays.append(process)
                     self.emit(PreallocationEvent("stray", region, process.process_id, process))
             remaining = until - self.clock()
-            if wanted <= 0 or remaining <= 0:
+            if wanted <= 0:
                 break
+            if remaining <= 0:
+                # The window is over; a look that failed gets one more try.
+                if error is None or late:
+                    break
+                late, remaining = True, self.poll_interval
             await self.sleep(min(self.poll_interval, remaining))
         if error is not None:
             logger.warning("cannot look for stray processes in %s: %s", region.value, error)

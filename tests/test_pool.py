@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
 import pytest
+from _pooltools import statuses, until
 
 from hathora_async import (
     ClientClosedError,
@@ -37,19 +38,6 @@ async def setup(
         HathoraClient(fake.token, fake.app_id, base_url=fake.url, retry=retry) as client,
     ):
         yield fake, client
-
-
-def statuses(fake: FakeHathora) -> dict[str, str]:
-    return {p["processId"]: p["status"] for p in fake.processes()}
-
-
-async def until(predicate: Callable[[], bool]) -> None:
-    """Wait up to 5 s for ``predicate``: the pool's background pass runs on its own."""
-    for _ in range(5000):
-        if predicate():
-            return
-        await asyncio.sleep(0.001)
-    raise AssertionError("still not true after 5 s")
 
 
 async def test_fills_every_region_to_its_target() -> None:
