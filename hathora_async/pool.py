@@ -115,10 +115,11 @@ class WarmPool:
     for ``READ_AFTER_CREATE_GRACE`` after the create, since the new process
     may be missing from listings for that long. A create error that names
     its process (``error.process_id``) is adopted at once. Another client's
-    process made in the same region within about a second of the create looks
-    the same and may be adopted instead; if more than 10 processes are made in
-    the region after the create, its process may be out of the listing's
-    sight and is left to Hathora's idle reaper (logged at WARNING).
+    process made in the same region after the create (or up to about two
+    seconds before it) looks the same and may be adopted instead; if more than
+    10 processes are made in the region after the create, its process may be
+    out of the listing's sight and is left to Hathora's idle reaper (logged at
+    WARNING).
 
     ``concurrency`` bounds the pool's requests in flight. ``sleep`` is the
     pool's own wait between passes (default ``asyncio.sleep``, not the
@@ -259,7 +260,7 @@ class WarmPool:
             if self._stop_busy_on_exit or entry.state != "busy"
         ]
         check = not self._stop_busy_on_exit
-        stopped = await asyncio.gather(*(self._stop_on_exit_(pid, check) for pid in doomed))
+        stopped = await asyncio.gather(*(self._stop_at_exit(pid, check) for pid in doomed))
         unstopped = [pid for pid, ok in self._lost.items() if not ok]
         again = await asyncio.gather(*(self._stop_now(pid) for pid in unstopped))
         for pid, outcome in zip(unstopped, again, strict=True):
@@ -520,7 +521,7 @@ class WarmPool:
         elif outcome == "missing":
             await self._not_found(record)
 
-    async def _stop_on_exit_(self, process_id: str, check: bool) -> bool:
+    async def _stop_at_exit(self, process_id: str, check: bool) -> bool:
         """Stop a tracked process on exit; False when an error left it running.
 
         With ``check``, read it again first and spare it if it now hosts rooms
