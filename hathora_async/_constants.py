@@ -80,10 +80,8 @@ ENV_BASE_URL = "HATHORA_BASE_URL"
 
 LOGGER_NAME = "hathora_async"
 
-# Warm pool records (issue 10). A process the pool made that reads as 404 for
-# this long without a break is given up on (logged by id at WARNING).
-DEFAULT_POOL_GIVE_UP_MISSING = 60.0
-# A create intent whose process was not found is looked for at most this long.
+# Warm pool (issue 10): a create intent whose process no listing could look for
+# (listings kept failing) is given up this long after it was written.
 DEFAULT_INTENT_MAX_AGE = 600.0
 
 # Replicated warm pool (hathora_async.redis).

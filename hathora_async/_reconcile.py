@@ -13,15 +13,19 @@ The rules (issue 9's, which a successor relies on):
   ``stopped`` (or once stopped by the pool, which the driver records itself).
   A 404 is "not visible yet" and keeps the record with its last known state;
   after ``Rules.give_up_missing`` seconds of unbroken 404s it is dropped (the
-  driver logs its id at WARNING).
+  driver logs its id at WARNING, tries to stop it and reports it lost).
 - A create is recorded as an *intent* before it is sent. An intent that is not
   in flight in this process (its outcome was unknown, its writer died or lost
   the lease, or the write landed but the create was never sent) may have made
   a process: the region's latest processes are listed and matched to such
-  intents, at most one process per intent, and adopted. Until matched it counts
-  as capacity for ``Rules.intent_grace`` seconds (so no extra create races a
-  slow read path), and it is given up once a listing after that has not found
-  its process, or ``Rules.intent_max_age`` after it was written.
+  intents, at most one process per intent, and adopted. It is looked for
+  ``Rules.intent_grace`` seconds (listings lag behind creates too), and given
+  up once a listing after that has not found its process, or
+  ``Rules.intent_max_age`` after it was written. Meanwhile it counts as
+  capacity only with ``Rules.count_unknown`` (fewer extra creates, slower
+  replacement when the create made nothing). Listed processes that fit an
+  intent's window but were not taken are other clients': reported as
+  ``foreign`` and never adopted later (passed back as ``not_ours``).
 - Idle processes above ``max_per_region`` are stopped oldest first (the
   closest to being reaped); a process with rooms, draining, or in a status
   newer than this client is busy and never trimmed. A region missing from the
@@ -143,15 +147,18 @@ class Rules:
     """What the pool aims for, and its patience (seconds).
 
     ``max_per_region`` caps idle processes; a region it omits is capped at its
-    target. Raises ``ValueError`` when a cap is below its target.
+    target. Raises ``ValueError`` when a cap is below its target. ``skew`` is
+    the allowance below an intent's ``server_sent`` (the spread of Hathora's
+    clocks when that came from a ``Date`` header).
     """
 
     targets: Mapping[Region, int]
     max_per_region: Mapping[Region, int] = attrs.field(factory=dict)
-    intent_grace: float = 0.0
+    intent_grace: float = C.READ_AFTER_CREATE_GRACE
+    count_unknown: bool = False
     intent_max_age: float = C.DEFAULT_INTENT_MAX_AGE
-    give_up_missing: float = C.DEFAULT_POOL_GIVE_UP_MISSING
-    skew: float = C.STRAY_CLOCK_SKEW
+    give_up_missing: float = C.READ_AFTER_CREATE_GRACE
+    skew: float = C.STRAY_SERVER_CLOCK_MARGIN
 
     def __attrs_post_init__(self) -> None:
         for region, target in self.targets.items():
@@ -193,6 +200,8 @@ class Actions:
     - ``adoptions`` and ``drops``: record changes; ``expired``: intent ids given
       up on (their process, if any, is left to Hathora's idle reaper);
     - ``look``: regions whose unmatched intents want a listing next pass;
+    - ``foreign``: listed processes that fit an intent's window but were not
+      taken: other clients', to pass as ``not_ours`` from now on;
     - ``counts``: per region, after the drops and adoptions; ``failed`` adds
       this pass's drops to the ``failed`` given.
     """
@@ -203,6 +212,7 @@ class Actions:
     drops: tuple[Drop, ...]
     expired: tuple[str, ...]
     look: frozenset[Region]
+    foreign: tuple[str, ...]
     counts: dict[Region, RegionCounts]
 
 
@@ -229,8 +239,8 @@ def match_strays(
     A candidate fits an intent when created no earlier than ``server_sent - skew``.
     The eligible sets are nested (a higher bound sees a subset), so serving the
     highest bound first, whatever it picks, yields a largest matching. Each
-    intent prefers a process created at or after its send, the earliest such;
-    otherwise the latest within the allowance.
+    intent prefers processes created at or after its send to those within the
+    allowance (likelier its own), oldest first.
     """
     free = list(candidates)
     pairs = []
@@ -240,14 +250,7 @@ def match_strays(
         fits = [c for c in free if c.created_at >= bound]
         if not fits:
             continue
-        best = min(
-            fits,
-            key=lambda c: (
-                (0, c.created_at, c.process_id)
-                if c.created_at >= sent
-                else (1, -c.created_at, c.process_id)
-            ),
-        )
+        best = min(fits, key=lambda c: (c.created_at < sent, c.created_at, c.process_id))
         free.remove(best)
         pairs.append((intent, best))
     return pairs
@@ -279,6 +282,7 @@ def reconcile(
     in_flight: AbstractSet[str] = frozenset(),
     listings: Mapping[Region, Sequence[ProcessRecord]] | None = None,
     failed: Mapping[Region, int] | None = None,
+    not_ours: AbstractSet[str] = frozenset(),
 ) -> Actions:
     """Decide one pass from the pool's ``records``, its create ``intents`` and ``targets``.
 
@@ -286,7 +290,8 @@ def reconcile(
     (counted as starting capacity; never matched). ``listings`` are the latest
     processes of the regions ``regions_to_list`` named, as read this pass (a
     region missing from it could not be listed). ``now`` is wall-clock epoch
-    seconds, the same clock as ``sent_at`` and ``missing_since``.
+    seconds, the same clock as ``sent_at`` and ``missing_since``. ``not_ours``
+    are ids an earlier pass reported ``foreign``.
     """
     listings = listings or {}
     failed_now: Counter[Region] = Counter(failed or {})
@@ -311,6 +316,7 @@ def reconcile(
         by_region.setdefault(intent.region, []).append(intent)
 
     adoptions = []
+    foreign: list[str] = []
     matched: set[str] = set()
     for region, waiting in by_region.items():
         listed = listings.get(region)
@@ -319,12 +325,21 @@ def reconcile(
         candidates = [
             c
             for c in listed
-            if c.process_id not in records and c.status in LIVE and c.region == region
+            if c.process_id not in records
+            and c.process_id not in not_ours
+            and c.status in LIVE
+            and c.region == region
         ]
-        for intent, record in match_strays(waiting, candidates, skew=rules.skew):
+        pairs = match_strays(waiting, candidates, skew=rules.skew)
+        for intent, record in pairs:
             adoptions.append(Adoption(intent.intent_id, record))
             matched.add(intent.intent_id)
             kept[record.process_id] = record
+        lowest = min(_threshold(i, rules.skew) for i in waiting)
+        taken = {record.process_id for _, record in pairs}
+        foreign.extend(
+            c.process_id for c in candidates if c.created_at >= lowest and c.process_id not in taken
+        )
 
     expired = []
     pending: Counter[Region] = Counter()  # unmatched intents still counted as capacity
@@ -338,7 +353,7 @@ def reconcile(
             expired.append(intent.intent_id)
             continue
         look.add(intent.region)
-        if age < rules.intent_grace:
+        if rules.count_unknown and age < rules.intent_grace:
             pending[intent.region] += 1
     for intent in intents:
         if intent.intent_id in in_flight:
@@ -371,6 +386,7 @@ def reconcile(
         drops=tuple(drops),
         expired=tuple(expired),
         look=frozenset(look),
+        foreign=tuple(foreign),
         counts=counts,
     )
 

@@ -153,8 +153,23 @@ def test_a_missing_idle_process_is_not_trimmed() -> None:
 # -- intents whose outcome is unknown ------------------------------------------------
 
 
-def test_an_orphan_intent_is_capacity_during_its_grace_then_looked_for() -> None:
-    rules = Rules({TOKYO: 1}, intent_grace=15, intent_max_age=600)
+def test_an_orphan_intent_is_looked_for_and_not_capacity_by_default() -> None:
+    rules = Rules({TOKYO: 1})
+    young = [intent("i", sent=NOW - 5)]
+    actions = reconcile(rules, {}, young, now=NOW)
+    assert actions.creates == {TOKYO: 1}
+    assert actions.look == {TOKYO}
+    actions = reconcile(rules, {}, young, now=NOW, listings={TOKYO: []})
+    assert actions.look == {TOKYO}  # within the grace: listings may lag too
+    assert actions.expired == ()
+    old = [intent("i", sent=NOW - rules.intent_grace)]
+    actions = reconcile(rules, {}, old, now=NOW, listings={TOKYO: []})
+    assert actions.expired == ("i",)
+    assert actions.look == frozenset()
+
+
+def test_an_orphan_intent_can_count_as_capacity_during_its_grace() -> None:
+    rules = Rules({TOKYO: 1}, intent_grace=15, intent_max_age=600, count_unknown=True)
     young = [intent("i", sent=NOW - 5)]
     actions = reconcile(rules, {}, young, now=NOW)  # could not list
     assert actions.creates == {}
@@ -194,7 +209,7 @@ def test_a_listing_adopts_the_process_an_intent_made() -> None:
 
 
 def test_a_listing_without_the_process_keeps_a_young_intent_and_expires_an_old_one() -> None:
-    rules = Rules({TOKYO: 1}, intent_grace=15)
+    rules = Rules({TOKYO: 1}, intent_grace=15, count_unknown=True)
     young, old = intent("young", sent=NOW - 1), intent("old", sent=NOW - 15)
     actions = reconcile(rules, {}, [young, old], now=NOW, listings={TOKYO: []})
     assert actions.expired == ("old",)
@@ -203,8 +218,9 @@ def test_a_listing_without_the_process_keeps_a_young_intent_and_expires_an_old_o
 
 
 def test_without_grace_an_empty_listing_expires_the_intent_and_replaces_it() -> None:
-    # Today's single-pool behaviour: one look, then the reaper's.
-    actions = reconcile(Rules({TOKYO: 1}), {}, [intent("i")], now=NOW, listings={TOKYO: []})
+    # One look, then the reaper's.
+    rules = Rules({TOKYO: 1}, intent_grace=0)
+    actions = reconcile(rules, {}, [intent("i")], now=NOW, listings={TOKYO: []})
     assert actions.expired == ("i",)
     assert actions.creates == {TOKYO: 1}
 
@@ -218,6 +234,26 @@ def test_an_intent_only_matches_processes_created_after_its_send_less_the_skew()
     assert [
         a.record.process_id for a in reconcile(rules, {}, [i], now=NOW, listings=within).adoptions
     ] == ["within"]
+
+
+def test_processes_not_taken_in_the_window_are_foreign_and_never_adopted_later() -> None:
+    rules = Rules({TOKYO: 3}, skew=1)
+    listing = {
+        TOKYO: [
+            rec("mine", created=1000.0),
+            rec("theirs", created=1001.0),
+            rec("older", created=990.0),  # before the window: not reported
+            rec("gone", S.STOPPED, created=1002.0),
+        ]
+    }
+    first = reconcile(rules, {}, [intent("i", server=1000.0)], now=NOW, listings=listing)
+    assert [a.record.process_id for a in first.adoptions] == ["mine"]
+    assert first.foreign == ("theirs",)
+    # A later intent, and "theirs" is still listed: it is not adopted.
+    later = [intent("j", server=995.0)]
+    again = reconcile(rules, {}, later, now=NOW, listings=listing, not_ours={"theirs", "mine"})
+    assert again.adoptions == ()
+    assert again.foreign == ()
 
 
 def test_listings_match_only_their_own_region() -> None:
@@ -234,10 +270,10 @@ def test_match_prefers_the_first_process_made_after_the_send() -> None:
     ]
     pairs = match_strays([intent("i", server=1000.0)], candidates, skew=30)
     assert [p.process_id for _, p in pairs] == ["soon"]
-    # Without a process after the send: the latest within the allowance.
-    candidates = [rec("a", created=980.0), rec("b", created=995.0)]
+    # Without a process after the send: the oldest within the allowance.
+    candidates = [rec("b", created=995.0), rec("a", created=980.0), rec("old", created=969.0)]
     pairs = match_strays([intent("i", server=1000.0)], candidates, skew=30)
-    assert [p.process_id for _, p in pairs] == ["b"]
+    assert [p.process_id for _, p in pairs] == ["a"]
 
 
 def test_match_serves_the_highest_bound_first() -> None:
@@ -324,6 +360,7 @@ def _pass(
         targets,
         {r: targets[r] + n for r, n in extra.items()},
         intent_grace=draw(st.sampled_from([0.0, 15.0])),
+        count_unknown=draw(st.booleans()),
         give_up_missing=60.0,
     )
     records = {f"p{n}": draw(_record(f"p{n}")) for n in range(draw(st.integers(0, 8)))}
@@ -379,6 +416,9 @@ def test_a_pass_keeps_the_rules(
         assert x.record.region == by_id[x.intent_id].region
         assert x.record.state in ("starting", "idle", "busy")
         assert x.record in listings[x.record.region]
+    # Foreign: listed, live, neither the pool's nor adopted.
+    listed = {r.process_id for rs in listings.values() for r in rs}
+    assert set(a.foreign) <= listed - set(records) - adopted
     # Expired intents are orphans, and never also adopted.
     assert not set(a.expired) & in_flight
     assert not set(a.expired) & {x.intent_id for x in a.adoptions}
