@@ -11,7 +11,6 @@ import pytest
 from hostile import APP_ID, PROCESS_V2_KEYS, Canned, HostileServer, hostile_client, process_json
 
 from hathora_async import (
-    ApiError,
     ExposedPort,
     HathoraClient,
     ProcessStatus,

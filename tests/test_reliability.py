@@ -28,7 +28,6 @@ from aiohttp import web
 from hostile import Canned, black_hole, hostile_client, hostile_server, process_json
 
 from hathora_async import (
-    ApiError,
     BadRequestError,
     HathoraClient,
     HathoraConnectionError,
