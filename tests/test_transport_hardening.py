@@ -38,6 +38,7 @@ import hathora_async._http as http
 from hathora_async import (
     ApiError,
     ClientClosedError,
+    ClientLoopError,
     HathoraClient,
     HathoraConnectionError,
     HathoraError,
@@ -45,9 +46,9 @@ from hathora_async import (
     NotFoundError,
     RateLimitedError,
     ResponseDecodeError,
+    ResponseTooLargeError,
     RetryPolicy,
 )
-from hathora_async.errors import ClientLoopError, ResponseTooLargeError
 from hathora_async.testing import FakeHathora
 
 MiB = 1024 * 1024
