@@ -117,6 +117,9 @@ class _SecretHeader(str):
         return "'<redacted>'"
 
 
+# An istr: multidict looks it up without case-folding it first.
+_CONTENT_ENCODING = aiohttp.hdrs.CONTENT_ENCODING
+
 # The one header a JSON body adds to a session that already has the others.
 _JSON_CONTENT: Mapping[str, str] = {"Content-Type": "application/json"}
 
@@ -474,7 +477,7 @@ class Transport:
                     elif (
                         (length := response.content_length) is not None
                         and length <= limit
-                        and "Content-Encoding" not in response_headers
+                        and _CONTENT_ENCODING not in response_headers
                     ):
                         body = await response.read()  # the usual answer, read at once
                     else:
@@ -650,7 +653,7 @@ async def _read_bounded(response: aiohttp.ClientResponse, limit: int, keep_all: 
     its end (within the limit) so the connection can be reused.
     """
     length = response.content_length
-    if length is not None and length > limit and "Content-Encoding" not in response.headers:
+    if length is not None and length > limit and _CONTENT_ENCODING not in response.headers:
         raise _BodyTooLarge(b"")
     keep = limit if keep_all else C.MAX_ERROR_BODY_BYTES
     chunks: list[bytes] = []
