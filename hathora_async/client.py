@@ -20,6 +20,7 @@ from yarl import URL
 from . import _constants as C
 from ._http import CallOptions, Endpoint, Query, Transport, _SecretHeader
 from ._paths import segment
+from ._recent import RecentCreates
 from .models import ApiResponse
 from .retry import RetryPolicy, Timeouts
 
@@ -249,6 +250,7 @@ class HathoraClient:
             clock=clock,
             max_response_bytes=max_response_bytes,
         )
+        self._recent = RecentCreates(clock)
         self._bind_apis()
 
     def _bind_apis(self) -> None:
@@ -308,6 +310,7 @@ class HathoraClient:
         sibling._app_id = app_id if app_id is not None else self._app_id
         sibling._transport = self._transport
         sibling._options = options
+        sibling._recent = self._recent
         sibling._bind_apis()
         return sibling
 

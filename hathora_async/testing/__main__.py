@@ -29,6 +29,18 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         default=300.0,
         help="seconds without rooms before a process is reaped (0: never)",
     )
+    parser.add_argument(
+        "--read-after-create-lag",
+        type=float,
+        default=0.0,
+        help="seconds during which reads of a new process or room answer 404",
+    )
+    parser.add_argument(
+        "--clock-offset",
+        type=float,
+        default=0.0,
+        help="seconds the fake's clock runs ahead (negative: behind) in timestamps and Date",
+    )
     parser.add_argument("--seed", type=int, default=None)
     return parser.parse_args(argv)
 
@@ -45,6 +57,8 @@ async def _serve(args: argparse.Namespace) -> None:
         stop_delay=args.stop_delay,
         idle_timeout=args.idle_timeout or None,
         seed=args.seed,
+        read_after_create_lag=args.read_after_create_lag,
+        clock_offset=args.clock_offset,
     )
     async with fake:
         print(f"HATHORA_BASE_URL={fake.url}")
