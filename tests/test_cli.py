@@ -21,7 +21,7 @@ import sys
 import sysconfig
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ import pytest
 import hathora_async
 from hathora_async import HathoraClient, ProcessStatus
 from hathora_async.cli import main
+from hathora_async.testing import FakeHathora, Fault
 from hathora_async.testing.__main__ import main as fake_main
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
@@ -63,6 +64,8 @@ PROCESS_KEYS = {
 def _installed_script() -> str | None:
     """The console script installed beside this interpreter, if any."""
     folders = [sysconfig.get_path("scripts"), str(Path(sys.executable).parent)]
+    if f"{os.name}_user" in sysconfig.get_scheme_names():  # pip install --user
+        folders.append(sysconfig.get_path("scripts", f"{os.name}_user"))
     return shutil.which("hathora-async", path=os.pathsep.join(folders))
 
 
@@ -167,7 +170,7 @@ class Result:
 class Fake:
     """A fake Hathora served by ``python -m hathora_async.testing`` in a subprocess."""
 
-    proc: Proc
+    proc: Proc | None  # None: served by this process
     url: str
     token: str
     app_id: str
@@ -198,6 +201,7 @@ def _ready(proc: Proc) -> Fake:
 
 
 def _stop_fake(fake: Fake) -> None:
+    assert fake.proc is not None
     fake.proc.popen.send_signal(signal.SIGTERM)
     done = fake.proc.finish()
     assert done.code == 0, done.err  # the fake ends cleanly on SIGTERM
@@ -207,12 +211,10 @@ def _stop_fake(fake: Fake) -> None:
 @pytest.fixture(scope="module")
 def fakes() -> Iterator[dict[str, Fake]]:
     # Started together: quick boots for the commands, slow ones for interrupts
-    # (processes still starting when the signal lands), and a slow network
-    # (each request takes 1.5 s) for interrupts during the clean-up itself.
+    # (processes still starting when the signal lands).
     procs = {
         "quick": _start_fake("--boot-delay", "0.1"),
         "slow": _start_fake("--boot-delay", "120"),
-        "laggy": _start_fake("--boot-delay", "120", "--latency", "1.5"),
     }
     started = {name: _ready(proc) for name, proc in procs.items()}
     yield started
@@ -228,11 +230,6 @@ def quick(fakes: dict[str, Fake]) -> Fake:
 @pytest.fixture(scope="module")
 def slow(fakes: dict[str, Fake]) -> Fake:
     return fakes["slow"]
-
-
-@pytest.fixture(scope="module")
-def laggy(fakes: dict[str, Fake]) -> Fake:
-    return fakes["laggy"]
 
 
 def _check_no_token(result: Result, token: str) -> Result:
@@ -606,40 +603,58 @@ async def test_a_pool_with_keep_leaves_its_processes_and_names_them(slow: Fake) 
 # -- second and third interrupts ------------------------------------------------------
 
 
-async def _interrupt_twice(laggy: Fake) -> None:
-    run = spawn(laggy, "preallocate", "Los_Angeles=2", "--plain")
+@pytest.fixture
+async def slow_stops() -> AsyncIterator[tuple[Fake, FakeHathora]]:
+    """A fake in this process (serving while the test waits in threads) whose next four
+    stops each take 3 s: a clean-up slow enough to interrupt, everything else at once."""
+    async with FakeHathora(boot_delay=120.0, seed=4) as server:
+        server.faults.add("stop_process", Fault(latency=3.0), times=4)
+        yield Fake(None, server.url, server.token, server.app_id), server
+
+
+def _alive(server: FakeHathora, region: str) -> list[str]:
+    return [
+        p["processId"]
+        for p in server.processes()
+        if p["region"] == region and p["status"] in ("starting", "running")
+    ]
+
+
+async def _interrupt_twice(fake: Fake, server: FakeHathora) -> None:
+    run = spawn(fake, "preallocate", "Los_Angeles=2", "--plain")
     await asyncio.to_thread(run.wait_for, "err", lambda line: "all creates answered" in line)
     run.popen.send_signal(signal.SIGINT)
     await asyncio.to_thread(run.wait_for, "err", lambda line: "SIGINT: ending" in line)
-    run.popen.send_signal(signal.SIGINT)  # while the stops (slow to answer) are under way
-    done = _check_no_token(await asyncio.to_thread(run.finish), laggy.token)
+    run.popen.send_signal(signal.SIGINT)  # while the stops are under way
+    done = _check_no_token(await asyncio.to_thread(run.finish), fake.token)
     assert done.code == 130, done.err
-    assert "still stopping what this command created" in done.err
+    assert "still stopping what this command created (2 processes not yet stopped)" in done.err
     assert "nothing it created is left running (2 processes created)" in done.err
-    assert await live_processes(laggy, ["Los_Angeles"]) == []
+    assert _alive(server, "Los_Angeles") == []
 
 
-async def _interrupt_thrice(laggy: Fake) -> None:
-    run = spawn(laggy, "preallocate", "London=2", "--plain")
+async def _interrupt_thrice(fake: Fake, server: FakeHathora) -> None:
+    run = spawn(fake, "preallocate", "London=2", "--plain")
     await asyncio.to_thread(run.wait_for, "err", lambda line: "all creates answered" in line)
     run.popen.send_signal(signal.SIGINT)
     await asyncio.to_thread(run.wait_for, "err", lambda line: "SIGINT: ending" in line)
     run.popen.send_signal(signal.SIGTERM)
     await asyncio.to_thread(run.wait_for, "err", lambda line: "still stopping" in line)
     run.popen.send_signal(signal.SIGINT)
-    done = _check_no_token(await asyncio.to_thread(run.finish), laggy.token)
+    done = _check_no_token(await asyncio.to_thread(run.finish), fake.token)
     assert done.code == 130, done.err
     assert "giving up" in done.err
-    left = await live_processes(laggy, ["London"])
-    # The stops were cut short: every process still alive is named, with how to stop it.
-    assert left and all(pid in done.err for pid in left)
+    # The stops were cut short: both processes still run, named with how to stop them.
+    left = _alive(server, "London")
+    assert len(left) == 2 and all(pid in done.err for pid in left)
     assert "processes stop ID" in done.err
-    await _stop_live(laggy, ["London"], expected=len(left))
 
 
-async def test_a_second_interrupt_lets_the_clean_up_finish_a_third_gives_up(laggy: Fake) -> None:
-    # Both at once, in different regions: each spends its time waiting on the slow fake.
-    await asyncio.gather(_interrupt_twice(laggy), _interrupt_thrice(laggy))
+async def test_a_second_interrupt_lets_the_clean_up_finish_a_third_gives_up(
+    slow_stops: tuple[Fake, FakeHathora],
+) -> None:
+    # Both at once, in different regions: each spends its time waiting on the slow stops.
+    await asyncio.gather(_interrupt_twice(*slow_stops), _interrupt_thrice(*slow_stops))
 
 
 # -- fake and demo --------------------------------------------------------------------
