@@ -17,6 +17,7 @@ from yarl import URL
 from . import _constants as C
 from ._http import CallOptions, Endpoint, Query, Transport, _SecretHeader
 from ._paths import segment
+from ._recent import RecentCreates
 from .models import ApiResponse
 from .retry import RetryPolicy, Timeouts
 
@@ -147,6 +148,7 @@ class HathoraClient:
             sleep=sleep,
             clock=clock,
         )
+        self._recent = RecentCreates(clock)
         self._bind_apis()
 
     def _bind_apis(self) -> None:
@@ -202,6 +204,7 @@ class HathoraClient:
         sibling._app_id = app_id if app_id is not None else self._app_id
         sibling._transport = self._transport
         sibling._options = options
+        sibling._recent = self._recent
         sibling._bind_apis()
         return sibling
 

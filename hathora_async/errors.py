@@ -53,6 +53,7 @@ class HathoraError(Exception):
     attempts: int = 1
     # The room id a failed create_room used (generated or given), to look the room up.
     room_id: str | None = None
+    process_id: str | None = None
 
     def _locate(self, method: str, path: str, *, outcome_unknown: bool) -> None:
         self.method = method

@@ -23,9 +23,10 @@ __all__ = [
 
 
 def number(
-    *, minimum: float = 0.0, maximum: float | None = None, allow_minimum: bool = True
+    *, minimum: float | None = 0.0, maximum: float | None = None, allow_minimum: bool = True
 ) -> Callable[[str], float]:
-    """A finite float in a range: ``inf``, ``nan`` and out-of-range values are refused."""
+    """A finite float in a range (None: unbounded): ``inf``, ``nan`` and values out of
+    range are refused."""
 
     def parse(text: str) -> float:
         try:
@@ -34,7 +35,7 @@ def number(
             raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
         if not math.isfinite(value):
             raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
-        if value < minimum or (value == minimum and not allow_minimum):
+        if minimum is not None and (value < minimum or (value == minimum and not allow_minimum)):
             relation = ">=" if allow_minimum else ">"
             raise argparse.ArgumentTypeError(f"must be {relation} {minimum:g}, got {text!r}")
         if maximum is not None and value > maximum:

@@ -43,6 +43,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rooms-per-process", type=count(minimum=1), default=4, help="room slots per process"
     )
+    parser.add_argument(
+        "--read-after-create-lag",
+        type=seconds,
+        default=0.0,
+        help="seconds during which reads of a new process or room answer 404",
+    )
+    parser.add_argument(
+        "--clock-offset",
+        type=number(minimum=None),
+        default=0.0,
+        help="seconds the fake's clock runs ahead (negative: behind) in timestamps and Date",
+    )
     parser.add_argument("--seed", type=int, default=None)
 
 
@@ -59,6 +71,8 @@ def _fake(args: argparse.Namespace) -> FakeHathora:
         idle_timeout=args.idle_timeout or None,
         rooms_per_process=args.rooms_per_process,
         seed=args.seed,
+        read_after_create_lag=args.read_after_create_lag,
+        clock_offset=args.clock_offset,
     )
 
 
