@@ -102,11 +102,15 @@ async def serve(args: argparse.Namespace, prog: str = PROG) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Serve a fake Hathora as the flags say, until interrupted; returns the exit status."""
+def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=PROG, description="Serve a fake Hathora Cloud API.")
     add_arguments(parser)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve a fake Hathora as the flags say, until interrupted; returns the exit status."""
+    args = _parse(argv)
     try:
         return asyncio.run(serve(args))
     except KeyboardInterrupt:  # before the handlers are in place, or where there are none
