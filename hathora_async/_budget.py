@@ -183,7 +183,6 @@ class SendBudget:
         self._writes: deque[_Waiter] = deque()
         self._reads: deque[_Waiter] = deque()
         self._waiting: set[asyncio.Task[Any]] = set()
-        self._unsent: set[asyncio.Task[Any]] = set()
         self._sent = 0
         self._ok = 0
         self._start_at: float | None = None
@@ -261,13 +260,6 @@ class SendBudget:
             self._tat = until
             self._epoch += 1
             self.gated = True
-
-    def forget(self, task: asyncio.Task[Any]) -> bool:
-        """True if ``task`` was cancelled while waiting (so its request was not sent)."""
-        if task in self._unsent:
-            self._unsent.discard(task)
-            return True
-        return False
 
     # -- adapting ------------------------------------------------------------
 
@@ -414,7 +406,7 @@ class SendBudget:
         """Wait until an attempt may be sent; False if not before ``deadline``.
 
         ``write`` attempts (POST) go before reads. ``sleep`` is the call's own.
-        Cancelled, it holds nothing back and the task is remembered (``forget``).
+        Cancelled, it holds nothing back.
         """
         if _PREPAID.get() is self:
             _PREPAID.set(None)
@@ -428,10 +420,6 @@ class SendBudget:
                 if allowed is not None:
                     return allowed
             return await self._paced(write, deadline, sleep)
-        except asyncio.CancelledError:
-            if task is not None:
-                self._unsent.add(task)
-            raise
         finally:
             if task is not None:
                 self._waiting.discard(task)
