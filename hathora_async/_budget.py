@@ -12,7 +12,8 @@ adapted to short, bursty jobs against a gateway that answers
 ``Retry-After``, where each 429 costs a pause of the whole client:
 
 1. Before the server has said anything, at most ``RATE_INITIAL_WINDOW``
-   requests go at once and each success lets ``RATE_START_GAIN`` more go
+   requests go at once (plus as many per second) and each success lets
+   ``RATE_START_GAIN`` more go
    (TCP's slow start, clocked by answers): a client that is never refused
    stops counting after ``RATE_OPEN_AFTER`` successes, and from then on the
    budget costs one attribute read per attempt.
@@ -32,11 +33,12 @@ adapted to short, bursty jobs against a gateway that answers
    client actually uses.
 
 Pacing is a GCRA schedule (a virtual time per request, equivalent to a token
-bucket), so each waiter sleeps once until its own time, with the call's own
-sleep function: ``close()``, cancellation and an injected sleep apply to it as
-to any pause between retries. Writes (POST: creates, stops) go before reads
-(GET: polls and lists), which only take room writes leave. A pause or a cut
-makes sleeping waiters book again. All constants are in ``_constants``.
+bucket) served head of line: only the first waiter sleeps, with the call's own
+sleep function, until its slot, then hands the head to the next, so a new pace
+or a pause applies at once and nothing is booked ahead. ``close()``,
+cancellation and an injected sleep apply to the wait as to any pause between
+retries. Writes (POST: creates, stops) are served before reads (GET: polls and
+lists). All constants are in ``_constants``.
 """
 
 from __future__ import annotations
@@ -295,6 +297,10 @@ class SendBudget:
                 rate = (count - burst) / span
                 if best is None or rate > best:
                     best = rate
+        # Whatever the windows say, the server took the last second's successes.
+        floor = (self._count_since(now - 1.0) - burst) / 1.0
+        if best is not None and floor > best:
+            best = floor
         return best if best is not None and best >= C.RATE_MIN else None
 
     def _cut(self, now: float, resume: float) -> None:
@@ -308,7 +314,8 @@ class SendBudget:
                 self._settle(resume, estimate, estimate * (1 - C.RATE_MARGIN))
             elif old is None:
                 self._ramp = True
-                self._base = max(C.RATE_MIN, 2.0 * (self._burst_seen(now) or 1.0))
+                burst = self._burst_seen(now) or 1.0
+                self._base = max(C.RATE_RAMP_MIN_BASE, 2.0 * burst)
                 self._origin = resume
                 self._rate = self._clamp(self._base)
             else:

@@ -96,6 +96,7 @@ RATE_MIN = 0.5
 # After a first 429 that says nothing about the server's rate: start from the
 # burst the server allowed, per second, and double every RATE_RAMP_DOUBLING s.
 RATE_RAMP_DOUBLING = 0.25
+RATE_RAMP_MIN_BASE = 5.0
 # The server's rate is estimated from successes over windows at least this long.
 RATE_ESTIMATE_MIN_WINDOW = 0.25
 # Successes kept (their times) for that estimate.

@@ -50,6 +50,7 @@ class DemoSettings:
     concurrency: int = C.DEFAULT_PREALLOC_CONCURRENCY
     timeout: float = C.DEFAULT_WAIT_TIMEOUT
     seed: int = 7
+    rate_limit: float | None = None  # the embedded fake's gateway limit (issue 12)
     live: bool | None = None  # None: redraw in place only when the output is a terminal
     fake_boot_delay: tuple[float, float] = FAKE_BOOT_DELAY
     room_regions: int = 3  # regions where a room is timed, warm and cold
@@ -94,6 +95,7 @@ async def _connect(
         latency=FAKE_LATENCY,
         boot_failure_rate=FAKE_BOOT_FAILURE_RATE,
         seed=settings.seed,
+        rate_limit=settings.rate_limit,
     )
     async with fake:
         print(
@@ -104,6 +106,18 @@ async def _connect(
         )
         async with HathoraClient(fake.token, fake.app_id, base_url=fake.url) as client:
             yield client, fake
+
+
+def _budget_line(client: HathoraClient) -> str:
+    """How the client's send budget adapted (issue 12), in one line."""
+    state = client.rate_limit_state
+    if not state.throttled:
+        return "Send budget: never answered 429, not pacing.\n"
+    pace = f"{state.rate:.1f} requests/s" if state.rate is not None else "unpaced"
+    return (
+        f"Send budget: {state.throttled} answers were 429; the client adapted and now "
+        f"paces at {pace}.\n"
+    )
 
 
 async def _stop_all(
@@ -228,7 +242,8 @@ async def run_demo(
             print(f"\nCancelled: stopped {progress.stopped} of {created} created.", file=out)
             raise
         took = time.monotonic() - started
-        print(f"\nDone in {took:.2f}s. Time to running is from create sent.\n", file=out)
+        print(f"\nDone in {took:.2f}s. Time to running is from create sent.", file=out)
+        print(_budget_line(client), file=out)
         print(summary_table(progress.rows), file=out)
         for failure in result.failed:
             print(f"  {failure.region.value}: {failure.error}", file=out)

@@ -25,6 +25,7 @@ async def run_demo_command(args: argparse.Namespace, ledger: Ledger) -> int:
         concurrency=args.concurrency,
         timeout=args.timeout,
         seed=args.seed,
+        rate_limit=args.rate_limit,
         live=False if args.plain else None,
         confirmed=args.yes,
     )

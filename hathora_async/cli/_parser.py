@@ -285,6 +285,14 @@ def _local_commands(commands: _Builder) -> None:
     _seconds(demo, "--timeout", C.DEFAULT_WAIT_TIMEOUT, "seconds each process may take to run")
     demo.add_argument("--seed", type=int, default=7, help="seed of the embedded fake")
     demo.add_argument(
+        "--rate-limit",
+        type=number(minimum=0.0, allow_minimum=False),
+        default=None,
+        metavar="PER_SECOND",
+        help="the embedded fake answers 429 above this many requests/s, like a gateway "
+        "(burst 10, Retry-After: 1): watch the client adapt",
+    )
+    demo.add_argument(
         "--yes",
         action="store_true",
         help=f"against a billed API, create --per-region even above "
