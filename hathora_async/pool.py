@@ -176,7 +176,8 @@ class WarmPool:
     ) -> None:
         self._targets = check_plan(targets)
         self._max = self._check_max(max_per_region)
-        self._rules = Rules(self._targets, self._max)
+        grace = C.READ_AFTER_CREATE_GRACE  # read now: tests shorten it
+        self._rules = Rules(self._targets, self._max, intent_grace=grace, give_up_missing=grace)
         self._poll_interval = _positive_number(poll_interval, "poll_interval")
         self._max_backoff = max(_positive_number(max_backoff, "max_backoff"), self._poll_interval)
         _check_limit(concurrency, "concurrency")
