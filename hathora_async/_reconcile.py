@@ -82,6 +82,7 @@ class RegionCounts:
     busy: int = 0
     failed: int = 0
 
+
 # A process in one of these is gone for good. Draining is not: it still hosts
 # rooms, so it counts as busy until it stops.
 GONE = frozenset({ProcessStatus.FAILED, ProcessStatus.STOPPING, ProcessStatus.STOPPED})

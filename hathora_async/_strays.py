@@ -66,7 +66,6 @@ def server_date(headers: Mapping[str, str]) -> datetime | None:
     return date if date.tzinfo is not None else date.replace(tzinfo=timezone.utc)
 
 
-
 def send_on_server_clock(headers: Mapping[str, str], age: float) -> tuple[datetime, datetime]:
     """When a create sent ``age`` s ago left, on the server's clock: (estimate, cutoff).
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import signal
 import sys
@@ -65,10 +66,8 @@ async def main(args: argparse.Namespace) -> None:
             say(e="up", id=store.replica_id)
             while not stop.is_set():
                 say(e="s", t=time.time(), lead=pool.is_leader, ready=pool.ready)
-                try:
+                with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(stop.wait(), args.sample)
-                except asyncio.TimeoutError:
-                    pass
     await redis.aclose()
     say(e="bye", t=time.time())
 

@@ -10,6 +10,7 @@ reason when missing, failed when CI=true). Leases are 1 s to keep this short.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import signal
@@ -109,7 +110,7 @@ def leader_runs(replicas: list[Replica]) -> list[tuple[float, float, int]]:
 def assert_one_leader_at_a_time(replicas: list[Replica]) -> None:
     runs = leader_runs(replicas)
     assert runs, "no replica ever led"
-    for (_, end, a), (start, _, b) in zip(runs, runs[1:], strict=False):
+    for (_, end, a), (start, _, b) in itertools.pairwise(runs):
         assert a == b or start > end, f"replicas {a} and {b} both led at {start:.3f}"
 
 
@@ -282,7 +283,7 @@ async def test_replicas_leave_one_by_one_and_the_last_stops_all(cluster: Cluster
         leaving = cluster.leader()  # the leader first: it hands over
         await leaving.leave()
         remaining = [r for r in replicas if r.alive]
-        await until(lambda: any(r.last()["lead"] for r in remaining))
+        await until(lambda: any(r.last()["lead"] for r in replicas if r.alive))
         await asyncio.sleep(0.3)
         assert cluster.running() == kept
         assert all(r.last()["ready"] for r in remaining)
