@@ -23,10 +23,19 @@ DEFAULT_RETRY_MULTIPLIER = 2.0
 DEFAULT_RETRY_MAX_DELAY = 5.0
 DEFAULT_RETRY_AFTER_CAP = 20.0
 
-# Responses larger than this are refused rather than buffered without bound.
-MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+# Response bodies larger than this once decompressed (any status) are refused
+# rather than buffered without bound; HathoraClient(max_response_bytes=) changes it.
+DEFAULT_MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 # How much of a response body an exception keeps.
 MAX_ERROR_BODY_BYTES = 64 * 1024
+# The server's message as str(error) shows it, and a decoding failure's description.
+MAX_ERROR_MESSAGE_CHARS = 500
+MAX_DECODE_DESCRIPTION_CHARS = 1200
+# A decoding failure explains at most this many problems (each line cut to a length).
+MAX_EXPLAINED_PROBLEMS = 3
+MAX_EXPLAINED_LINE_CHARS = 200
+# A process id read from an undecodable create answer: at most this long.
+MAX_PROCESS_ID_CHARS = 200
 
 # Waiting for a process to run: a little above Hathora's 100 s port-binding deadline.
 DEFAULT_WAIT_TIMEOUT = 105.0

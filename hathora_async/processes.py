@@ -21,7 +21,13 @@ __all__ = ["ProcessesApi"]
 _decode_process = decoder(ProcessV2)
 
 CREATE_PROCESS: Endpoint[ProcessV2] = Endpoint(
-    "CreateProcess", "POST", "/processes/v2/{}/create/{}", 201, _decode_process, idempotent=False
+    "CreateProcess",
+    "POST",
+    "/processes/v2/{}/create/{}",
+    201,
+    _decode_process,
+    idempotent=False,
+    creates="processId",
 )
 GET_LATEST_PROCESSES: Endpoint[list[ProcessV2]] = Endpoint(
     "GetLatestProcesses", "GET", "/processes/v2/{}/list/latest", 200, decoder(list[ProcessV2])
