@@ -59,8 +59,13 @@ logger = logging.getLogger(C.LOGGER_NAME)
 
 @attrs.define
 class _Ledger:
-    """What one pass changed, written to the store in one commit at its end."""
+    """What part of a pass changed, to write to the store in one commit.
 
+    Changes apply at once to ``records``, the pool's working view (what
+    ``process_ids()`` shows while the pass runs).
+    """
+
+    records: dict[str, ProcessRecord]
     put: dict[str, ProcessRecord] = attrs.field(factory=dict)
     drop: set[str] = attrs.field(factory=set)
     drop_intents: set[str] = attrs.field(factory=set)
@@ -68,17 +73,14 @@ class _Ledger:
 
     def keep(self, record: ProcessRecord) -> None:
         self.put[record.process_id] = record
+        self.records[record.process_id] = record
 
     def forget(self, record: ProcessRecord, *, failed: bool = False) -> None:
         self.put.pop(record.process_id, None)
         self.drop.add(record.process_id)
+        self.records.pop(record.process_id, None)
         if failed:
             self.failed[record.region] += 1
-
-    def apply(self, records: dict[str, ProcessRecord]) -> None:
-        records.update(self.put)
-        for pid in self.drop:
-            records.pop(pid, None)
 
 
 def _missing(record: ProcessRecord) -> ProcessRecord:
@@ -360,8 +362,8 @@ class WarmPool:
     async def _stop_everything(self, fence: int) -> None:
         await self._reconcile_on_exit(fence)
         state = await self._store.load()
-        records = dict(state.records)
-        ledger = _Ledger()
+        records = self._records = dict(state.records)
+        ledger = _Ledger(records)
         doomed = [
             records[pid] for pid in exit_stops(records.values(), stop_busy=self._stop_busy_on_exit)
         ]
@@ -371,7 +373,7 @@ class WarmPool:
         again = await asyncio.gather(*(self._stop_now(pid) for pid in unstopped))
         for pid, outcome in zip(unstopped, again, strict=True):
             self._lost[pid] = outcome == "stopped"
-        self._end_pass(records, ledger, self._failed(state))
+        self._end_pass(records, ledger.failed, self._failed(state))
         await self._store.commit(self._commit(ledger, fence, snapshot=True), fence=fence)
         left = [r.process_id for r, ok in zip(doomed, stopped, strict=True) if not ok]
         left += [pid for pid, ok in self._lost.items() if not ok]
@@ -520,13 +522,15 @@ class WarmPool:
             not_ours=self._not_ours,
         )
         self._not_ours.update(actions.foreign)
-        ledger = _Ledger(put={r.process_id: r for r in polled if r != state.records[r.process_id]})
+        ledger = _Ledger(records)
+        for record in polled:
+            if record != state.records[record.process_id]:
+                ledger.keep(record)
         lost = []
         for drop in actions.drops:
-            ledger.drop.add(drop.process_id)
-            ledger.put.pop(drop.process_id, None)
             if drop.reason == "missing":
                 lost.append(records[drop.process_id])
+            ledger.forget(records[drop.process_id])
         for adoption in actions.adoptions:
             ledger.keep(adoption.record)
             logger.info(
@@ -550,8 +554,8 @@ class WarmPool:
             await self._store.commit(first, fence=fence)
         for iid in ledger.drop_intents:
             self._sent.pop(iid, None)
-        ledger.apply(records)
-        after = _Ledger()
+        self._records = records
+        after = _Ledger(records)
         stops = actions.stops if act else ()
         await asyncio.gather(
             *(self._lose(record) for record in lost),
@@ -559,7 +563,7 @@ class WarmPool:
             *(self._trim_one(records[pid], fence, after) for pid in stops),
         )
         failed = Counter({r: c.failed for r, c in actions.counts.items()})
-        self._end_pass(records, after, failed)
+        self._end_pass(records, after.failed, failed)
         await self._store.commit(self._commit(after, fence, snapshot=True), fence=fence)
 
     def _failed(self, state: PoolState) -> dict[Region, int]:
@@ -567,12 +571,14 @@ class WarmPool:
         return {region: c.failed for region, c in counts.items()}
 
     def _end_pass(
-        self, records: dict[str, ProcessRecord], ledger: _Ledger, failed: Mapping[Region, int]
+        self,
+        records: dict[str, ProcessRecord],
+        failed_now: Counter[Region],
+        failed: Mapping[Region, int],
     ) -> None:
-        """Apply the pass's last changes locally and compute the counts to publish."""
-        ledger.apply(records)
+        """Adopt the pass's records and compute the counts to publish."""
         self._records = records
-        self._counts = tally(records.values(), self._targets, Counter(failed) + ledger.failed)
+        self._counts = tally(records.values(), self._targets, Counter(failed) + failed_now)
 
     def _commit(
         self,
