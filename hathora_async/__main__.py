@@ -77,6 +77,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--seed", type=int, default=7, help="seed of the embedded fake")
     demo.add_argument("--plain", action="store_true", help="one line per event, even on a terminal")
+    demo.add_argument(
+        "--replicas",
+        type=_positive_int,
+        default=None,
+        help="instead: run N warm-pool replicas sharing one Redis and show which one leads",
+    )
+    demo.add_argument(
+        "--redis",
+        metavar="URL",
+        default=None,
+        help="Redis for --replicas (default: start redis-server from PATH)",
+    )
     return parser
 
 
@@ -87,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command != "demo":
         parser.print_help()
         return 2
+    if args.replicas is not None:
+        from ._replicas_demo import run_replicas_demo
+
+        return asyncio.run(run_replicas_demo(args.replicas, args.redis))
     from ._demo import DemoSettings, run_demo
 
     settings = DemoSettings(
