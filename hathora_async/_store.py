@@ -248,6 +248,10 @@ async def keep_lease(
             if not failing:
                 logger.warning("warm pool %s: store unavailable: %s", store.name, exc)
             failing = True
+        except Exception:
+            # A bug must not silently end this replica's bid for the lease.
+            logger.exception("warm pool %s: lease upkeep failed", store.name)
+            failing = True
         else:
             if failing:
                 logger.info("warm pool %s: store reachable again", store.name)

@@ -549,13 +549,16 @@ class WarmPool:
             for _ in range(n)
         ]
         fixed = [i for i in intents.values() if i != state.intents[i.intent_id]]
-        first = self._commit(ledger, fence, intents=(*fixed, *creates), snapshot=False)
-        if first:
-            await self._store.commit(first, fence=fence)
         for iid in ledger.drop_intents:
             self._sent.pop(iid, None)
         self._records = records
-        after = _Ledger(records)
+        if creates:
+            # The intents must be in the store before their creates leave.
+            first = self._commit(ledger, fence, intents=(*fixed, *creates), snapshot=False)
+            await self._store.commit(first, fence=fence)
+            after, fixed = _Ledger(records), []
+        else:
+            after = ledger  # one write for the whole pass
         stops = actions.stops if act else ()
         await asyncio.gather(
             *(self._lose(record) for record in lost),
@@ -564,7 +567,8 @@ class WarmPool:
         )
         failed = Counter({r: c.failed for r, c in actions.counts.items()})
         self._end_pass(records, after.failed, failed)
-        await self._store.commit(self._commit(after, fence, snapshot=True), fence=fence)
+        final = self._commit(after, fence, intents=fixed, snapshot=True)
+        await self._store.commit(final, fence=fence)
 
     def _failed(self, state: PoolState) -> dict[Region, int]:
         counts = state.snapshot.counts if state.snapshot is not None else self._counts
