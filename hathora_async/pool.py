@@ -561,7 +561,7 @@ class WarmPool:
             after = ledger  # one write for the whole pass
         stops = actions.stops if act else ()
         await asyncio.gather(
-            *(self._lose(record) for record in lost),
+            *(self._lose(record, fence) for record in lost),
             *(self._create(intent, fence, after) for intent in creates),
             *(self._trim_one(records[pid], fence, after) for pid in stops),
         )
@@ -751,9 +751,10 @@ class WarmPool:
         elif outcome == "missing":
             ledger.keep(_missing(fresh))
 
-    async def _lose(self, record: ProcessRecord) -> None:
+    async def _lose(self, record: ProcessRecord, fence: int) -> None:
         """A process reads have not found for the whole grace: stop it anyway, report it."""
-        stopped = await self._stop_now(record.process_id) == "stopped"
+        leads = self._store.fence == fence
+        stopped = leads and await self._stop_now(record.process_id) == "stopped"
         self._report_lost(record, "not found", stopped)
 
     def _report_lost(self, record: ProcessRecord, why: str, stopped: bool) -> None:
