@@ -107,3 +107,16 @@ LEAVE_FRESH_LEASES = 2
 # Records, targets, snapshot and fence outlive the pool's last write by this much
 # (then the pool is long dead and Hathora's idle reaper has stopped its processes).
 DEFAULT_POOL_STATE_TTL = 24 * 3600.0
+
+# Command line (hathora_async.cli).
+# The demo against a non-loopback API (real, billed processes) runs at most this
+# many processes per region unless --yes confirms more.
+DEMO_REAL_API_MAX_PER_REGION = 1
+# A live display redraws at most this often (seconds); the pool's is checked this often.
+LIVE_REDRAW_INTERVAL = 0.05
+POOL_DISPLAY_INTERVAL = 0.25
+# Below this many columns or rows a live display cannot fit: plain lines instead.
+LIVE_MIN_COLUMNS = 30
+LIVE_MIN_ROWS = 4
+# Room configs longer than this are cut in tables (--json shows them whole).
+TABLE_MAX_CELL = 40

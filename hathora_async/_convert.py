@@ -20,7 +20,7 @@ from typing import Any, TypeVar, get_args
 import attrs
 import cattrs
 from cattrs.errors import IterableValidationError, IterableValidationNote
-from cattrs.gen import make_dict_structure_fn, override
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from . import _constants as C
 from ._structgen import _sequence_container, fast_attrs_hook
@@ -28,7 +28,15 @@ from .models import OpenEnum
 
 T = TypeVar("T")
 
-__all__ = ["camel", "loads", "structure", "decode", "DecodeFailure", "created_id"]
+__all__ = [
+    "camel",
+    "loads",
+    "structure",
+    "decode",
+    "DecodeFailure",
+    "created_id",
+    "unstructure",
+]
 
 
 _json_decoder = json.JSONDecoder()
@@ -404,3 +412,45 @@ def decode(body: bytes, tp: type[T]) -> T:
     """Decode a JSON body into ``tp``."""
     result: T = decoder(tp)(body)
     return result
+
+
+# -- models back to the wire ---------------------------------------------------
+
+
+def format_datetime(value: datetime) -> str:
+    """An aware datetime as Hathora writes it: RFC 3339 in UTC, ``...T12:00:00.123Z``.
+
+    Microseconds are kept when the value has them (a millisecond reading stays
+    as milliseconds, so the fake's answers come back out unchanged).
+    """
+    utc = value.astimezone(timezone.utc).replace(tzinfo=None)
+    spec = "milliseconds" if utc.microsecond % 1000 == 0 else "microseconds"
+    return utc.isoformat(timespec=spec) + "Z"
+
+
+def _unstructure_attrs(converter: cattrs.Converter, cls: type[Any]) -> Callable[[Any], Any]:
+    # The same renaming as decoding. A field whose default is None is optional
+    # on the wire (absent, not null, when unset): ``ConnectionInfoV2.exposedPort``.
+    renames = {
+        a.name: override(rename=camel(a.name), omit_if_default=a.default is None)
+        for a in attrs.fields(cls)
+    }
+    return make_dict_unstructure_fn(cls, converter, **renames)  # type: ignore[arg-type]
+
+
+def _build_unstructure() -> cattrs.Converter:
+    converter = cattrs.Converter(unstruct_collection_overrides={tuple: list})
+    converter.register_unstructure_hook(datetime, format_datetime)
+    converter.register_unstructure_hook(OpenEnum, lambda member: member.value)
+    converter.register_unstructure_hook_factory(
+        attrs.has, lambda cls: _unstructure_attrs(converter, cls)
+    )
+    return converter
+
+
+_unstructuring = _build_unstructure()
+
+
+def unstructure(value: Any) -> Any:
+    """A model (or a list of them) as the wire's JSON-ready data: camelCase, RFC 3339 times."""
+    return _unstructuring.unstructure(value)

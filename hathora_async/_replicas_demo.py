@@ -79,9 +79,10 @@ def _line(t: float, pools: list[WarmPool | None], targets: Mapping[Region, int])
 
 
 async def run_replicas_demo(
-    replicas: int, redis_url: str | None = None, *, out: TextIO = sys.stdout, hold: float = 3.0
+    replicas: int, redis_url: str | None = None, *, out: TextIO | None = None, hold: float = 3.0
 ) -> int:
-    """Run the demo; returns the exit status (1 when Redis or redis-py is missing)."""
+    """Run the demo, printing to ``out`` (stdout); the exit status (1: no Redis or redis-py)."""
+    out = sys.stdout if out is None else out
     try:
         import redis.asyncio as aioredis
 
