@@ -31,7 +31,7 @@ from .models import ProcessStatus, ProcessV2, Region
 from .waiting import TERMINAL_STATUSES
 
 if TYPE_CHECKING:
-    from .client import HathoraClient
+    from ._api import ApiClient
 
 __all__ = ["StrayLook", "list_strays", "send_on_server_clock", "server_date"]
 
@@ -82,7 +82,7 @@ def send_on_server_clock(headers: Mapping[str, str], age: float) -> tuple[dateti
 
 
 async def list_strays(
-    client: HathoraClient,
+    client: ApiClient,
     region: Region,
     *,
     sent: float,

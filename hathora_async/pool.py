@@ -50,7 +50,7 @@ from .prealloc import Plan, _check_limit, check_plan
 from .waiting import _positive_number
 
 if TYPE_CHECKING:
-    from .client import HathoraClient as PoolClient
+    from ._api import ApiClient
 
 __all__ = ["RegionCounts", "WarmPool"]
 
@@ -163,7 +163,7 @@ class WarmPool:
 
     def __init__(
         self,
-        client: PoolClient,
+        client: ApiClient,
         targets: Plan,
         *,
         max_per_region: int | Plan | None = None,
