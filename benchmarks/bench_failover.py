@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import statistics
 import time
 import uuid
@@ -97,6 +98,8 @@ async def failover(
     await until(lambda: any(p.is_leader for p in pools) and all(p.ready for p in pools))
     lease_times, pass_times = [], []
     for _ in range(args.kills):
+        # At a random point of the renewal cycle: the lease has 2/3 to 1 of its time left.
+        await asyncio.sleep(random.uniform(0, args.lease_ttl))
         (leader,) = [p for p in pools if p.is_leader]
         crash(leader)
         killed = time.monotonic()

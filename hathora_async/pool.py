@@ -463,12 +463,19 @@ class WarmPool:
                 logger.info("warm pool %s: pass abandoned: %s", self._store.name, exc)
             except StoreError as exc:
                 self._note(exc)
+                store_failed = True
+            else:
+                store_failed = False
             if self.errors == errors_before:
                 self._delay = self._poll_interval
             else:
                 backoff = min(self._max_backoff, max(self._poll_interval, self._delay * 2))
                 if self._retry_after is not None:
                     backoff = max(backoff, min(self._retry_after, self._max_backoff))
+                if store_failed:
+                    # Leadership moves on the lease's time: a replica that takes the
+                    # lease once the store is back must not sleep through it.
+                    backoff = min(backoff, max(self._poll_interval, self._store.lease_ttl))
                 self._delay = backoff
         async with self._changed:
             self._changed.notify_all()

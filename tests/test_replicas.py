@@ -292,3 +292,36 @@ async def test_replicas_leave_one_by_one_and_the_last_stops_all(cluster: Cluster
     assert set(statuses(cluster.fake).values()) == {"stopped"}
     assert cluster.fake.processes_created == 2
     assert_one_leader_at_a_time(replicas)
+
+
+async def test_store_errors_back_off_no_longer_than_a_lease(redis: RedisServer) -> None:
+    # A replica must not sleep through a lease it may take once Redis is back.
+    import redis.asyncio as aioredis
+
+    from hathora_async import HathoraClient, WarmPool
+    from hathora_async.redis import RedisPoolStore
+
+    delays: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        delays.append(seconds)
+        await asyncio.sleep(seconds)
+
+    lease = 0.5
+    connection = aioredis.Redis.from_url(redis.url)
+    store = RedisPoolStore(connection, name=NAME, lease_ttl=lease)
+    async with (
+        FakeHathora() as fake,
+        HathoraClient(fake.token, fake.app_id, base_url=fake.url) as client,
+        WarmPool(client, {FRANKFURT: 1}, store=store, poll_interval=0.05, sleep=sleep) as pool,
+    ):
+        await pool.wait_ready(timeout=10)
+        redis.pause()
+        try:
+            await until(lambda: pool.errors >= 5, timeout=10)
+        finally:
+            redis.resume()
+        await pool.wait_ready(timeout=10)
+    await connection.aclose()
+    assert max(delays) <= lease
+    assert any(d > 0.05 for d in delays)  # errors did stretch the wait
