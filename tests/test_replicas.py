@@ -239,6 +239,14 @@ async def test_a_leader_paused_past_its_lease_does_not_act_after_resuming(
     others = [r for r in replicas if r is not paused]
     await until(ready(others))
     await asyncio.sleep(max(0.0, stopped_at + 2.5 * LEASE - time.time()))
+    # Settled: the paused leader's first create adopted (or, if listings missed it at
+    # first, adopted later and trimmed as surplus); nothing running outside the records.
+    for _ in range(400):
+        if cluster.running() == await cluster.records():
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the pool never matched the fake's running processes")
     made = fake.processes_created
     paused.signal(signal.SIGCONT)
     resumed_at = time.time()
@@ -246,7 +254,8 @@ async def test_a_leader_paused_past_its_lease_does_not_act_after_resuming(
     await asyncio.sleep(1.0)
     # It resumed believing nothing: no create or stop left it, and no process was added.
     assert paused.acts(since=resumed_at) == []
-    assert fake.processes_created == made == 4
+    assert fake.processes_created == made
+    assert made <= 5  # its three waiting creates were never sent (else 7 or more)
     assert cluster.running() == await cluster.records()
     assert_one_leader_at_a_time(replicas)
     assert not paused.last()["lead"]
