@@ -62,3 +62,7 @@ ENV_APP_ID = "HATHORA_APP_ID"
 ENV_BASE_URL = "HATHORA_BASE_URL"
 
 LOGGER_NAME = "hathora_async"
+
+# ThreadedFake (and so the pytest plugin): the longest a start, a stop or an admin
+# call waits for the fake's own thread; far above what loopback needs, well below CI's.
+FAKE_THREAD_TIMEOUT = 30.0
