@@ -23,10 +23,19 @@ DEFAULT_RETRY_MULTIPLIER = 2.0
 DEFAULT_RETRY_MAX_DELAY = 5.0
 DEFAULT_RETRY_AFTER_CAP = 20.0
 
-# Responses larger than this are refused rather than buffered without bound.
-MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+# Response bodies larger than this once decompressed (any status) are refused
+# rather than buffered without bound; HathoraClient(max_response_bytes=) changes it.
+DEFAULT_MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 # How much of a response body an exception keeps.
 MAX_ERROR_BODY_BYTES = 64 * 1024
+# The server's message as str(error) shows it, and a decoding failure's description.
+MAX_ERROR_MESSAGE_CHARS = 500
+MAX_DECODE_DESCRIPTION_CHARS = 1200
+# A decoding failure explains at most this many problems (each line cut to a length).
+MAX_EXPLAINED_PROBLEMS = 3
+MAX_EXPLAINED_LINE_CHARS = 200
+# A process id read from an undecodable create answer: at most this long.
+MAX_PROCESS_ID_CHARS = 200
 
 # Waiting for a process to run: a little above Hathora's 100 s port-binding deadline.
 DEFAULT_WAIT_TIMEOUT = 105.0
@@ -39,9 +48,26 @@ MIN_BOUNDED_CALL_TIMEOUT = 0.05
 
 # Pre-allocation: in-flight HTTP requests of one preallocate() call.
 DEFAULT_PREALLOC_CONCURRENCY = 32
-# How far before a preallocate() call a process may be dated and still count as
-# a probable stray of it (allows for clock skew between client and server).
+# Hathora's reads are eventually consistent: for this long after a create
+# answered (on the client's monotonic clock), a 404 for the process or room it
+# made means "not visible yet", not "gone". Waits keep polling through it, the
+# warm pool keeps the process and looks for strays of a lost create that long.
+READ_AFTER_CREATE_GRACE = 15.0
+# How many recently created ids a client remembers for that rule, at most.
+MAX_RECENT_CREATES = 100_000
+# Between two tries of something not visible yet (a warm pool's stop on exit).
+LAG_RETRY_INTERVAL = 0.5
+
+# Finding the process a create whose answer was lost may have made ("strays").
+# The create's send is placed on the server's clock with the listing's Date
+# header and the client's monotonic clock, so client/server skew does not
+# matter; this allows for clock spread between Hathora's own hosts.
+STRAY_SERVER_CLOCK_MARGIN = 1.0
+# Without a Date header the client's wall clock is the fallback, with this
+# allowance for skew between client and server.
 STRAY_CLOCK_SKEW = 30.0
+# GetLatestProcesses answers at most this many processes.
+LATEST_PROCESSES_LIMIT = 10
 
 # Warm pool.
 DEFAULT_POOL_POLL_INTERVAL = 5.0
@@ -62,6 +88,35 @@ ENV_APP_ID = "HATHORA_APP_ID"
 ENV_BASE_URL = "HATHORA_BASE_URL"
 
 LOGGER_NAME = "hathora_async"
+
+# Warm pool (issue 10): a create intent whose process no listing could look for
+# (listings kept failing) is given up this long after it was written.
+DEFAULT_INTENT_MAX_AGE = 600.0
+
+# Replicated warm pool (hathora_async.redis).
+POOL_KEY_PREFIX = "hathora-async:pool:"
+DEFAULT_LEASE_TTL = 5.0
+# The leader stops acting this share of the lease before the lease could expire
+# in Redis: room for clock-rate drift and the time a renewal takes to land.
+LEASE_SAFETY_FRACTION = 0.2
+# A replica's membership lapses after this many lease periods without a heartbeat.
+MEMBER_TTL_LEASES = 3
+# Records, targets, snapshot and fence outlive the pool's last write by this much
+# (then the pool is long dead and Hathora's idle reaper has stopped its processes).
+DEFAULT_POOL_STATE_TTL = 24 * 3600.0
+
+# Command line (hathora_async.cli).
+# The demo against a non-loopback API (real, billed processes) runs at most this
+# many processes per region unless --yes confirms more.
+DEMO_REAL_API_MAX_PER_REGION = 1
+# A live display redraws at most this often (seconds); the pool's is checked this often.
+LIVE_REDRAW_INTERVAL = 0.05
+POOL_DISPLAY_INTERVAL = 0.25
+# Below this many columns or rows a live display cannot fit: plain lines instead.
+LIVE_MIN_COLUMNS = 30
+LIVE_MIN_ROWS = 4
+# Room configs longer than this are cut in tables (--json shows them whole).
+TABLE_MAX_CELL = 40
 
 # ThreadedFake (and so the pytest plugin): the longest a start, a stop or an admin
 # call waits for the fake's own thread; far above what loopback needs, well below CI's.

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import sys
+import weakref
+from collections import deque
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, Generic, NoReturn, TypeVar
 
 import aiohttp
@@ -13,16 +17,18 @@ import attrs
 from yarl import URL
 
 from . import _constants as C
-from ._convert import DecodeFailure, loads
+from ._convert import DecodeFailure, created_id, loads
 from ._structgen import fast_constructor
 from .errors import (
     ApiError,
     ClientClosedError,
+    ClientLoopError,
     HathoraConnectionError,
     HathoraError,
     HathoraTimeoutError,
     RateLimitedError,
     ResponseDecodeError,
+    ResponseTooLargeError,
     error_class_for,
 )
 from .models import ApiResponse
@@ -51,8 +57,11 @@ class Endpoint(Generic[T]):
     """One HTTP operation: how to call it and how to read its success answer.
 
     ``path`` is a ``str.format`` template filled with encoded path segments.
+    ``success`` is the documented success status (any 2xx is accepted).
     ``idempotent`` is False for operations that must never be sent twice
-    blindly (creating a billed process).
+    blindly (creating a billed process). ``creates`` names the answer's key
+    holding the id of what the operation creates (``processId``): a failed
+    create whose answer still shows it reports it as ``error.process_id``.
     """
 
     name: str
@@ -61,6 +70,7 @@ class Endpoint(Generic[T]):
     success: int
     decode: Callable[[bytes], T] | None
     idempotent: bool = True
+    creates: str | None = None
 
 
 @attrs.frozen
@@ -71,6 +81,7 @@ class CallOptions:
     retry: RetryPolicy
     sleep: Callable[[float], Awaitable[None]]
     clock: Callable[[], float]
+    max_response_bytes: int = C.DEFAULT_MAX_RESPONSE_BYTES
     first_attempt_timeout: aiohttp.ClientTimeout = attrs.field(init=False)
 
     @first_attempt_timeout.default
@@ -106,6 +117,9 @@ class _SecretHeader(str):
         return "'<redacted>'"
 
 
+# An istr: multidict looks it up without case-folding it first.
+_CONTENT_ENCODING = aiohttp.hdrs.CONTENT_ENCODING
+
 # The one header a JSON body adds to a session that already has the others.
 _JSON_CONTENT: Mapping[str, str] = {"Content-Type": "application/json"}
 
@@ -120,7 +134,7 @@ class _Redacted(dict[str, str]):
 def _message_of(body: bytes, status: int) -> str:
     try:
         data = loads(body)
-    except ValueError:
+    except Exception:  # any parser failure (invalid, too deep): shown as text below
         data = None
     if isinstance(data, dict) and isinstance(data.get("message"), str):
         return str(data["message"])
@@ -159,6 +173,77 @@ def _transport_error(exc: BaseException) -> tuple[HathoraError, bool, bool]:
     return HathoraConnectionError(f"connection failed: {exc!r}"), True, True
 
 
+class _BodyTooLarge(Exception):
+    """The body passed the size limit while being read; ``head`` is its start."""
+
+    def __init__(self, head: bytes) -> None:
+        self.head = head
+
+
+class _Slots:
+    """The connections a transport may use at once; callers beyond them queue here.
+
+    The queue is ours, not aiohttp's, so the client knows a call is waiting for
+    a free connection (not connecting, not sent) and bounds that wait by the
+    call's deadline instead of reporting it as a connect timeout. FIFO.
+    """
+
+    __slots__ = ("_waiters", "free", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.free = limit
+        self.limit = limit
+        self._waiters: deque[asyncio.Future[bool]] = deque()
+
+    async def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for a slot; True once it is held."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bool] = loop.create_future()
+        self._waiters.append(waiter)
+        expiry = loop.call_later(max(timeout, 0.0), _expire, waiter)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled() and waiter.result():
+                self.release()  # handed a slot just as the call was cancelled
+            raise
+        finally:
+            expiry.cancel()
+
+    def release(self) -> None:
+        """Give the slot to the next caller still waiting, or back to the pool."""
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(True)
+                return
+        self.free += 1
+
+
+def _expire(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(False)
+
+
+async def _close_when_loop_ends(
+    ref: weakref.ref[aiohttp.ClientSession],
+) -> AsyncGenerator[None, None]:
+    """Close the session when its event loop shuts down.
+
+    ``asyncio.run`` (and every loop shut down by ``loop.shutdown_asyncgens()``)
+    closes open async generators before closing the loop: this one then closes
+    the client's session inside that loop, so a client left open at the end of
+    one ``asyncio.run`` leaks nothing and works again in the next.
+    """
+    try:
+        yield
+    finally:
+        session = ref()
+        if session is not None and not session.closed:
+            await session.close()
+
+
 class Transport:
     """One pooled aiohttp session, shared by a client and its ``with_options`` siblings."""
 
@@ -170,6 +255,7 @@ class Transport:
         session: aiohttp.ClientSession | None,
         max_connections: int,
         trace_configs: Sequence[aiohttp.TraceConfig] | None,
+        trust_env: bool = False,
     ) -> None:
         self.base_url = base_url
         self._base_path = base_url.raw_path.rstrip("/")
@@ -177,19 +263,25 @@ class Transport:
         self._headers = _Redacted(headers)
         # What each request passes, built once. A session the client creates
         # carries the headers itself (aiohttp then merges nothing per request);
-        # a caller's session gets them with every request.
+        # a caller's session gets them with every request (and they win over its own).
         self._request_headers: Mapping[str, str] | None = self._headers
         self._request_json_headers: Mapping[str, str] = _Redacted({**headers, **_JSON_CONTENT})
         self._session = session
         self._owns_session = session is None
         self._max_connections = max_connections
         self._trace_configs = list(trace_configs) if trace_configs else None
+        self._trust_env = trust_env
         self._closed = False
+        # The loop the session serves, and the generator closing it when that loop ends.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closer: AsyncGenerator[None, None] | None = None
+        self._slots = _Slots(sys.maxsize)
         # Each call's path and URL, kept: the same ids come back call after call.
         self._targets: dict[tuple[str, tuple[str, ...]], tuple[str, URL]] = {}
         # Tasks now inside ``request``, so that ``close()`` can end them wherever
-        # they wait (connecting, a pool slot, the answer, a pause between attempts).
-        self._inflight: set[asyncio.Task[Any]] = set()
+        # they wait (a free connection, connecting, the answer, a pause between
+        # attempts), each with whether its create may have left the client.
+        self._inflight: dict[asyncio.Task[Any], bool] = {}
         self._cancelled_by_close: set[asyncio.Task[Any]] = set()
 
     @property
@@ -198,10 +290,31 @@ class Transport:
         return self._closed
 
     def open(self) -> aiohttp.ClientSession:
-        """The session, created on first use inside the running loop."""
+        """The session, created on first use inside the running loop.
+
+        The client's own session is created again in a new loop when the loop
+        it served has ended (``asyncio.run`` after ``asyncio.run``).
+        """
         if self._closed:
             raise ClientClosedError("the HathoraClient is closed")
-        if self._session is None:
+        loop = asyncio.get_running_loop()
+        session = self._session
+        if session is not None and self._loop is not loop:
+            if not self._owns_session:
+                if self._loop is None:
+                    self._bind(session, loop)
+                    return session
+                raise ClientLoopError(
+                    "the aiohttp session given to HathoraClient belongs to another event loop"
+                )
+            if not session.closed:
+                raise ClientLoopError(
+                    "this HathoraClient's session belongs to another event loop that did not "
+                    "shut down (see loop.shutdown_asyncgens()); use one client per loop, or "
+                    "aclose() it in its own loop first"
+                )
+            session = self._session = None
+        if session is None:
             connector = aiohttp.TCPConnector(
                 limit=self._max_connections,
                 limit_per_host=self._max_connections,
@@ -209,7 +322,7 @@ class Transport:
             )
             self._request_headers = None
             self._request_json_headers = _JSON_CONTENT
-            self._session = aiohttp.ClientSession(
+            session = self._session = aiohttp.ClientSession(
                 connector=connector,
                 headers=self._headers,
                 # Every call passes its own timeout; this bounds the session itself.
@@ -220,8 +333,28 @@ class Transport:
                 ),
                 trace_configs=self._trace_configs,
                 raise_for_status=False,
+                # A bearer-token API client has no use for cookies: never send one back.
+                cookie_jar=aiohttp.DummyCookieJar(),
+                trust_env=self._trust_env,
             )
-        return self._session
+            self._bind(session, loop)
+            closer = _close_when_loop_ends(weakref.ref(session))
+            # Started here, so the loop tracks it (asyncio's first-iteration hook);
+            # it holds no await before its yield, so one step reaches the yield.
+            with contextlib.suppress(StopIteration):
+                closer.__anext__().send(None)
+            self._closer = closer
+        return session
+
+    def _bind(self, session: aiohttp.ClientSession, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        limit = self._max_connections
+        if not self._owns_session:
+            # Queue no more than the caller's connector admits, and no less.
+            connector = session.connector
+            limits = [getattr(connector, "limit", 0), getattr(connector, "limit_per_host", 0)]
+            limit = min([n for n in limits if n] or [sys.maxsize])
+        self._slots = _Slots(limit)
 
     async def close(self) -> None:
         """Close the owned session exactly once; end the calls in flight."""
@@ -234,8 +367,16 @@ class Transport:
                 self._cancelled_by_close.add(task)
                 task.cancel()
         session, self._session = self._session, None
+        closer, self._closer = self._closer, None
         if session is not None and self._owns_session:
-            await session.close()
+            if self._loop is asyncio.get_running_loop():
+                await session.close()
+            elif not session.closed:
+                raise ClientLoopError(
+                    "this HathoraClient's session belongs to another event loop: close it there"
+                )
+        if closer is not None and self._loop is asyncio.get_running_loop():
+            await closer.aclose()
 
     async def request(
         self,
@@ -252,20 +393,22 @@ class Transport:
         """
         task = asyncio.current_task()
         if task is None:
-            return await self._send(endpoint, path_segments, options, query, json_body)
-        self._inflight.add(task)
+            return await self._send(endpoint, path_segments, options, query, json_body, None)
+        self._inflight[task] = False
         try:
-            return await self._send(endpoint, path_segments, options, query, json_body)
+            return await self._send(endpoint, path_segments, options, query, json_body, task)
         except asyncio.CancelledError:
             if task in self._cancelled_by_close and _only_cancelled_by_close(task):
                 error = ClientClosedError("the HathoraClient was closed during the call")
                 path = self._target(endpoint.path, path_segments)[0]
-                # Closed mid-call: a create may or may not have reached the server.
-                error._locate(endpoint.method, path, outcome_unknown=not endpoint.idempotent)
+                # Closed mid-call: a create may have reached the server only if
+                # it had a connection (not while queued or between attempts).
+                unknown = self._inflight.get(task, False) and not endpoint.idempotent
+                error._locate(endpoint.method, path, outcome_unknown=unknown)
                 raise error from None
             raise
         finally:
-            self._inflight.discard(task)
+            self._inflight.pop(task, None)
             self._cancelled_by_close.discard(task)
 
     def _target(self, template: str, path_segments: tuple[str, ...]) -> tuple[str, URL]:
@@ -284,9 +427,10 @@ class Transport:
         options: CallOptions,
         query: Query | None,
         json_body: bytes | None,
+        task: asyncio.Task[Any] | None,
     ) -> ApiResponse[T]:
         session = self._session
-        if session is None:
+        if session is None or self._loop is not asyncio.get_running_loop():
             session = self.open()
         target = self._targets.get((endpoint.path, path_segments))
         if target is None:
@@ -297,13 +441,23 @@ class Transport:
         headers = self._request_headers if json_body is None else self._request_json_headers
         clock = options.clock
         policy = options.retry
+        limit = options.max_response_bytes
         deadline = clock() + options.timeouts.total
         timeout = options.first_attempt_timeout
+        # Whether an attempt may have left the client matters only for a create.
+        tracked = task if not endpoint.idempotent else None
+        slots = self._slots
         retries = 0
         while True:
             error: HathoraError
             sent = True
             retryable: bool
+            if slots.free > 0:
+                slots.free -= 1
+            else:
+                await self._wait_for_slot(slots, endpoint, path, deadline - clock(), retries)
+            if tracked is not None:
+                self._inflight[tracked] = True
             try:
                 async with session.request(
                     endpoint.method,
@@ -312,17 +466,28 @@ class Transport:
                     data=json_body,
                     timeout=timeout,
                     allow_redirects=False,
+                    # A caller's session defaults must not change what a call means.
+                    raise_for_status=False,
+                    auto_decompress=True,
                 ) as response:
                     status = response.status
+                    response_headers = response.headers
                     if status == 204:
                         body = b""  # No Content has no body, by definition: nothing to read
-                    elif (length := response.content_length) is not None and (
-                        length <= C.MAX_RESPONSE_BYTES
+                    elif (
+                        (length := response.content_length) is not None
+                        and length <= limit
+                        and _CONTENT_ENCODING not in response_headers
                     ):
                         body = await response.read()  # the usual answer, read at once
                     else:
-                        body = await _read_bounded(response)
-                    response_headers = response.headers
+                        # Compressed or of unknown length: counted after decoding.
+                        body = await _read_bounded(response, limit, status < 300)
+            except _BodyTooLarge as exc:
+                error = ResponseTooLargeError(status, limit, exc.head)
+                # Never retried: another attempt would read (and inflate) it again.
+                retryable = False
+                sent = not (400 <= status < 500 and status != 408)
             except RuntimeError as exc:
                 if not session.closed:
                     raise
@@ -338,21 +503,28 @@ class Transport:
                 error.__cause__ = exc
                 # Safe to resend a create only if it provably never left the client.
                 retryable = retryable and (endpoint.idempotent or not sent)
+                body = b""
             else:
-                if status == endpoint.success:
+                if 200 <= status < 300:
                     return self._success(endpoint, path, status, response_headers, body)
                 error = error_from_response(status, response_headers, body)
                 # A 429 means the server refused to act: safe to resend even a create.
                 retryable = status in RETRYABLE_STATUSES and (endpoint.idempotent or status == 429)
-                # A 2xx other than the expected one most likely did act (a 200 or
-                # 202 to a create); only 4xx other than 408 prove it did not.
-                sent = status == 408 or status >= 500 or 200 <= status < 300
+                # Only a 4xx other than 408 proves the server did not act; a 3xx
+                # (a 303 above all) or a 5xx may come after it did.
+                sent = not (400 <= status < 500 and status != 408)
+            finally:
+                slots.release()
             unknown = sent and not endpoint.idempotent
             error._locate(endpoint.method, path, outcome_unknown=unknown)
+            if unknown and endpoint.creates and isinstance(error, (ApiError, ResponseDecodeError)):
+                error.process_id = created_id(error.body, endpoint.creates)
             retries += 1
             error.attempts = retries
             remaining = deadline - clock()
             delay = self._delay_or_raise(error, retryable, retries, policy, remaining)
+            if tracked is not None:
+                self._inflight[tracked] = False  # refused or never sent: nothing made
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug(
                     "retrying %s %s after %s (attempt %d of %d) in %.3fs",
@@ -363,11 +535,26 @@ class Transport:
                     policy.attempts,
                     delay,
                 )
-            await self._pause(delay, options.sleep)
+            await self._pause(delay, options.sleep, endpoint, path)
             remaining = deadline - clock()
             if remaining <= 0:
                 raise_timeout(endpoint, path, error)
             timeout = options.attempt_timeout(remaining)
+
+    async def _wait_for_slot(
+        self, slots: _Slots, endpoint: Endpoint[Any], path: str, remaining: float, retries: int
+    ) -> None:
+        """Queue for a free connection within the call's deadline, or say so."""
+        if await slots.wait(remaining):
+            return
+        error = HathoraTimeoutError(
+            f"no free connection within the call's deadline: all {slots.limit} connections "
+            f"were busy for {max(remaining, 0.0):.3g}s (raise max_connections, or send fewer "
+            "calls at once); the request was never sent"
+        )
+        error._locate(endpoint.method, path, outcome_unknown=False)
+        error.attempts = retries + 1
+        raise error
 
     def _success(
         self,
@@ -382,10 +569,14 @@ class Transport:
             return _response(status, headers, None)
         try:
             data = decode(body)
-        except DecodeFailure as exc:
-            error = ResponseDecodeError(status, str(exc), body[: C.MAX_ERROR_BODY_BYTES])
+        except Exception as exc:  # any failure (RecursionError, MemoryError, ...) is typed
+            description = str(exc) if isinstance(exc, DecodeFailure) else repr(exc)
+            kept = body[: C.MAX_ERROR_BODY_BYTES]
+            error = ResponseDecodeError(status, description, kept)
             # The server did act (it said so); only the answer is unreadable.
             error._locate(endpoint.method, path, outcome_unknown=not endpoint.idempotent)
+            if endpoint.creates is not None:
+                error.process_id = created_id(body, endpoint.creates)
             raise error from None
         return _response(status, headers, data)
 
@@ -414,12 +605,21 @@ class Transport:
             raise error
         return delay
 
-    async def _pause(self, delay: float, sleep: Callable[[float], Awaitable[None]]) -> None:
+    async def _pause(
+        self,
+        delay: float,
+        sleep: Callable[[float], Awaitable[None]],
+        endpoint: Endpoint[Any],
+        path: str,
+    ) -> None:
         """Sleep between attempts; ``close()`` cancels the sleep (see ``request``)."""
         if not self._closed:
             await sleep(delay)
         if self._closed:
-            raise ClientClosedError("the HathoraClient was closed during the call")
+            error = ClientClosedError("the HathoraClient was closed during the call")
+            # Between attempts nothing is on its way: the last one was refused or never sent.
+            error._locate(endpoint.method, path, outcome_unknown=False)
+            raise error
 
 
 def _only_cancelled_by_close(task: asyncio.Task[Any]) -> bool:
@@ -434,6 +634,7 @@ def raise_timeout(endpoint: Endpoint[Any], path: str, last: HathoraError) -> NoR
     error = HathoraTimeoutError(f"call deadline exceeded; last failure: {_short(last)}")
     error._locate(endpoint.method, path, outcome_unknown=last.outcome_unknown)
     error.attempts = last.attempts
+    error.process_id = last.process_id
     raise error from last
 
 
@@ -443,16 +644,28 @@ def _short(error: HathoraError) -> str:
     return type(error).__name__
 
 
-async def _read_bounded(response: aiohttp.ClientResponse) -> bytes:
-    """A body too large for one ``read()``, or of unknown length, read within the limit."""
+async def _read_bounded(response: aiohttp.ClientResponse, limit: int, keep_all: bool) -> bytes:
+    """Read the body as decoded (decompressed), refusing it past ``limit`` bytes.
+
+    aiohttp inflates a compressed body piece by piece as it is read, so memory
+    stays near ``limit`` whatever the ratio. An error answer (``keep_all``
+    False) keeps only its first ``MAX_ERROR_BODY_BYTES``, but is still read to
+    its end (within the limit) so the connection can be reused.
+    """
     length = response.content_length
-    if length is not None:
-        raise aiohttp.ClientPayloadError(f"response of {length} bytes exceeds the limit")
+    if length is not None and length > limit and _CONTENT_ENCODING not in response.headers:
+        raise _BodyTooLarge(b"")
+    keep = limit if keep_all else C.MAX_ERROR_BODY_BYTES
     chunks: list[bytes] = []
+    kept = 0
     size = 0
-    while chunk := await response.content.read(65536):
+    content = response.content
+    while chunk := await content.readany():
         size += len(chunk)
-        if size > C.MAX_RESPONSE_BYTES:
-            raise aiohttp.ClientPayloadError("response exceeds the size limit")
-        chunks.append(chunk)
+        if kept < keep:
+            piece = chunk[: keep - kept]
+            chunks.append(piece)
+            kept += len(piece)
+        if size > limit:
+            raise _BodyTooLarge(b"".join(chunks)[: C.MAX_ERROR_BODY_BYTES])
     return b"".join(chunks)

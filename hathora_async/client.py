@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import netrc
 import os
+import re
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.request import getproxies, proxy_bypass
 
 import aiohttp
 import attrs
@@ -17,6 +20,7 @@ from yarl import URL
 from . import _constants as C
 from ._http import CallOptions, Endpoint, Query, Transport, _SecretHeader
 from ._paths import segment
+from ._recent import RecentCreates
 from .models import ApiResponse
 from .retry import RetryPolicy, Timeouts
 
@@ -42,16 +46,32 @@ class _Secret:
         return self._value
 
     def check(self) -> None:
-        """Refuse an unusable token, without the token ever being a frame local."""
+        """Refuse an unusable token, without the token ever being a frame local.
+
+        It travels in an HTTP header: Latin-1 only, no control characters (CR
+        and LF would split the header), no surrounding whitespace (a pasted
+        newline). The messages never show the token.
+        """
         if not isinstance(self._value, str) or not self._value:
             raise ValueError("token must be a non-empty string")
-        if any(ch in self._value for ch in "\r\n\x00"):
+        if self._value != self._value.strip():
+            raise ValueError("token has leading or trailing whitespace")
+        if _TOKEN_UNSAFE.search(self._value):
             raise ValueError("token contains a control character")
+        if not self._value.isascii():
+            try:
+                self._value.encode("latin-1")
+            except UnicodeEncodeError:
+                raise ValueError("token contains a character outside Latin-1") from None
 
     def __repr__(self) -> str:
         return "<redacted>"
 
     __str__ = __repr__
+
+
+# C0 controls, DEL and C1 controls: not allowed in a header value.
+_TOKEN_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 def _is_loopback(host: str | None) -> bool:
@@ -68,15 +88,70 @@ def _is_loopback(host: str | None) -> bool:
 def _check_base_url(base_url: str | URL, allow_insecure_http: bool) -> URL:
     url = URL(base_url)
     if url.scheme not in ("http", "https") or not url.host:
-        raise ValueError(f"base_url must be an absolute http(s) URL, got {str(url)!r}")
+        raise ValueError(
+            f"base_url must be an absolute http(s) URL, got {str(url.with_user(None))!r}"
+            if url.host
+            else "base_url must be an absolute http(s) URL"
+        )
     if url.query_string or url.fragment:
         raise ValueError("base_url must not have a query or fragment")
+    if url.raw_user is not None or url.raw_password is not None:
+        # Named without echoing the URL: the password must not reach a log.
+        raise ValueError(
+            f"base_url must not carry credentials (user:password@) for {url.host}; "
+            "the client authenticates with its token"
+        )
     if url.scheme == "http" and not allow_insecure_http and not _is_loopback(url.host):
         raise ValueError(
             "refusing to send the token over plain http to a non-loopback host "
             f"({url.host}); use https, or pass allow_insecure_http=True"
         )
     return url
+
+
+def _check_environment(url: URL, trust_env: bool, has_token: bool, insecure_ok: bool) -> None:
+    """Refuse settings where aiohttp would send the token in clear, or replace it.
+
+    With ``trust_env`` aiohttp takes proxies from ``HTTP_PROXY``/``HTTPS_PROXY``
+    (minus ``NO_PROXY``) and credentials from ``.netrc``. An https target goes
+    through an http proxy inside a CONNECT tunnel, so the token stays inside
+    TLS; an http target (loopback, or ``allow_insecure_http``) would hand the
+    token in clear to the proxy.
+    """
+    if not trust_env:
+        return
+    if url.scheme == "http" and not insecure_ok and url.host and not proxy_bypass(url.host):
+        proxy = getproxies().get("http")
+        proxy_host = URL(proxy).host if proxy else None
+        if proxy and not _is_loopback(proxy_host):
+            raise ValueError(
+                f"trust_env=True would send the token over plain http through the proxy "
+                f"{proxy_host} (HTTP_PROXY); add {url.host} to NO_PROXY, use https, or pass "
+                "allow_insecure_http=True"
+            )
+    if has_token and url.host and _netrc_has(url.host):
+        raise ValueError(
+            f"trust_env=True: .netrc has credentials for {url.host}, which aiohttp would "
+            "send in place of the token; remove them, or leave trust_env off"
+        )
+
+
+def _netrc_has(host: str) -> bool:
+    """Whether aiohttp (with trust_env) would find .netrc credentials for ``host``."""
+    path = os.environ.get("NETRC") or os.path.join(os.path.expanduser("~"), ".netrc")
+    try:
+        return netrc.netrc(path).authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False  # aiohttp skips an unreadable file too
+
+
+def _check_size(max_response_bytes: int) -> None:
+    if (
+        isinstance(max_response_bytes, bool)
+        or not isinstance(max_response_bytes, int)
+        or max_response_bytes < 1
+    ):
+        raise ValueError(f"max_response_bytes must be an int >= 1, got {max_response_bytes!r}")
 
 
 class HathoraClient:
@@ -91,8 +166,21 @@ class HathoraClient:
     own. ``timeout`` is the deadline of a whole call in seconds (retries
     included), or a ``Timeouts``; ``retry`` is a ``RetryPolicy``. Pass
     ``session`` to use an aiohttp session you own: the client then never closes
-    it. Plain http is refused for non-loopback hosts unless
-    ``allow_insecure_http`` is True, so the token never travels in clear text.
+    it, and its defaults do not change a call (the client's headers, timeout,
+    ``raise_for_status=False`` and decompression win per request). Plain http is
+    refused for non-loopback hosts unless ``allow_insecure_http`` is True, so
+    the token never travels in clear text; ``base_url`` must not carry
+    ``user:password@``.
+
+    ``max_connections`` bounds the connections open at once; calls beyond it
+    wait for a free one within their deadline (a ``HathoraTimeoutError`` says so
+    when none came). ``max_response_bytes`` bounds every answer's body after
+    decompression (default 4 MiB): a larger one raises
+    ``ResponseTooLargeError``, never retried. ``trust_env`` (off by default)
+    lets the client's own session read ``HTTP_PROXY``/``HTTPS_PROXY``/``NO_PROXY``
+    and ``.netrc`` as aiohttp does; construction refuses a proxy that would see
+    the token in clear (an http target) and ``.netrc`` credentials for the API
+    host (they would replace the token).
     ``sleep`` and ``clock`` (a monotonic clock in seconds) can be replaced, for
     example to make retry tests instant.
     """
@@ -110,7 +198,9 @@ class HathoraClient:
         timeout: Timeouts | float | None = None,
         retry: RetryPolicy | None = None,
         max_connections: int = C.DEFAULT_MAX_CONNECTIONS,
+        max_response_bytes: int = C.DEFAULT_MAX_RESPONSE_BYTES,
         allow_insecure_http: bool = False,
+        trust_env: bool = False,
         trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -128,7 +218,18 @@ class HathoraClient:
             raise ValueError("max_connections must be >= 1")
         if session is not None and trace_configs:
             raise ValueError("trace_configs apply only to the session the client creates")
+        if session is not None and trust_env:
+            raise ValueError("trust_env applies only to the session the client creates")
+        if session is not None and secret is not None and session.auth is not None:
+            raise ValueError("the session's auth= would clash with the token: drop one")
+        _check_size(max_response_bytes)
         url = _check_base_url(base_url, allow_insecure_http)
+        _check_environment(
+            url,
+            trust_env or (session is not None and session.trust_env),
+            secret is not None,
+            allow_insecure_http,
+        )
         headers = {"Accept": "application/json", "User-Agent": C.USER_AGENT}
         if secret is not None:
             headers["Authorization"] = _SecretHeader(f"Bearer {secret.reveal()}")
@@ -140,13 +241,16 @@ class HathoraClient:
             session=session,
             max_connections=max_connections,
             trace_configs=trace_configs,
+            trust_env=trust_env,
         )
         self._options = CallOptions(
             timeouts=Timeouts() if timeout is None else Timeouts.coerce(timeout),
             retry=retry if retry is not None else RetryPolicy(),
             sleep=sleep,
             clock=clock,
+            max_response_bytes=max_response_bytes,
         )
+        self._recent = RecentCreates(clock)
         self._bind_apis()
 
     def _bind_apis(self) -> None:
@@ -181,14 +285,18 @@ class HathoraClient:
         retry: RetryPolicy | None = None,
         app_id: str | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
+        max_response_bytes: int | None = None,
     ) -> HathoraClient:
         """A sibling client sharing this one's session, with other call settings.
 
-        ``sleep`` replaces the wait between retries. The sibling is closed when
-        this client is (they share one session); closing the sibling closes the
-        shared session too.
+        ``sleep`` replaces the wait between retries; ``max_response_bytes`` the
+        limit on answers. The sibling is closed when this client is (they share
+        one session); closing the sibling closes the shared session too.
         """
         options = self._options
+        if max_response_bytes is not None:
+            _check_size(max_response_bytes)
+            options = attrs.evolve(options, max_response_bytes=max_response_bytes)
         if timeout is not None:
             options = attrs.evolve(options, timeouts=Timeouts.coerce(timeout))
         if retry is not None:
@@ -202,6 +310,7 @@ class HathoraClient:
         sibling._app_id = app_id if app_id is not None else self._app_id
         sibling._transport = self._transport
         sibling._options = options
+        sibling._recent = self._recent
         sibling._bind_apis()
         return sibling
 

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from . import _constants as C
+
 if TYPE_CHECKING:
     from .models import ConnectionInfoV2, ProcessV2
 
@@ -26,6 +28,8 @@ __all__ = [
     "HathoraConnectionError",
     "HathoraTimeoutError",
     "ResponseDecodeError",
+    "ResponseTooLargeError",
+    "ClientLoopError",
     "ProcessFailedError",
     "ProcessWaitTimeoutError",
     "RoomDestroyedError",
@@ -43,7 +47,9 @@ class HathoraError(Exception):
 
     ``attempts`` is how many attempts the call made (1: no retry). ``room_id``
     is set on errors of ``create_room`` (and the room errors): the id the call
-    used, so a room an attempt may have made can be looked up.
+    used, so a room an attempt may have made can be looked up. ``process_id``
+    is set on a failed ``create_process`` whose answer still named the process
+    (for example a 2xx whose body could not be decoded): that process exists.
     """
 
     outcome_unknown: bool = False
@@ -53,6 +59,8 @@ class HathoraError(Exception):
     attempts: int = 1
     # The room id a failed create_room used (generated or given), to look the room up.
     room_id: str | None = None
+    # The process a failed create_process answer named, when it could be read.
+    process_id: str | None = None
 
     def _locate(self, method: str, path: str, *, outcome_unknown: bool) -> None:
         self.method = method
@@ -88,8 +96,10 @@ class ApiError(HathoraError):
     """The server answered with a status the operation does not expect.
 
     ``message`` is the ``message`` of Hathora's ``{"message": ...}`` error body
-    (or a short stand-in when the body is not of that shape); ``body`` is the raw
-    body, cut to a bounded size.
+    (or a short stand-in when the body is not of that shape), as the server
+    sent it; ``body`` is the raw body, cut to a bounded size. ``str(error)``
+    shows the message cut to 500 characters with control characters escaped,
+    so a hostile server cannot flood or rewrite a log line or terminal.
     """
 
     def __init__(
@@ -100,7 +110,7 @@ class ApiError(HathoraError):
         headers: Mapping[str, str] | None = None,
         body: bytes = b"",
     ) -> None:
-        super().__init__(f"HTTP {status}: {message}")
+        super().__init__(f"HTTP {status}: {printable(message, C.MAX_ERROR_MESSAGE_CHARS)}")
         self.status = status
         self.message = message
         self.headers: Mapping[str, str] = headers if headers is not None else {}
@@ -167,17 +177,44 @@ class HathoraTimeoutError(HathoraError, TimeoutError):
 
 
 class ResponseDecodeError(HathoraError):
-    """The server's answer could not be decoded into the expected type.
+    """The server's answer could not be read or decoded into the expected type.
 
-    ``status`` is the HTTP status, ``description`` says what was wrong and
-    ``body`` is the raw body (cut to a bounded size).
+    ``status`` is the HTTP status, ``description`` says what was wrong (bounded
+    in length, control characters escaped) and ``body`` is the raw body (cut to
+    a bounded size). Raised for any failure of the decoding, whatever its kind
+    (invalid JSON or UTF-8, wrong types, nesting too deep to parse, ...).
     """
 
     def __init__(self, status: int, description: str, body: bytes) -> None:
+        description = printable(description, C.MAX_DECODE_DESCRIPTION_CHARS)
         super().__init__(f"cannot decode HTTP {status} response: {description}")
         self.status = status
         self.description = description
         self.body = body
+
+
+class ResponseTooLargeError(ResponseDecodeError):
+    """The answer's body, once decompressed, is larger than ``max_response_bytes``.
+
+    Never retried: reading it was stopped at the limit. ``body`` holds its first
+    bytes (bounded); ``limit`` is the limit in bytes.
+    """
+
+    def __init__(self, status: int, limit: int, body: bytes) -> None:
+        super().__init__(
+            status, f"the body exceeds max_response_bytes ({limit} bytes, after decoding)", body
+        )
+        self.limit = limit
+
+
+class ClientLoopError(HathoraError, RuntimeError):
+    """The client was used from an event loop it cannot serve.
+
+    Its own session is re-created when a previous loop has ended (for example
+    one ``asyncio.run`` after another); this is raised when the session's loop
+    is still alive elsewhere (another thread), or for a caller's session whose
+    loop has ended.
+    """
 
 
 class ProcessFailedError(HathoraError):
@@ -234,6 +271,30 @@ class RoomWaitTimeoutError(HathoraError, TimeoutError):
         self.room_id = room_id
         self.timeout = timeout
         self.connection_info = connection_info
+
+
+# Control characters (C0, DEL, C1) and the line and bidirectional-override marks
+# that can rewrite how a log line or terminal shows text, each as an escape.
+_UNPRINTABLE = {
+    code: f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    for code in [
+        *range(0x20),
+        *range(0x7F, 0xA0),
+        0x2028,
+        0x2029,
+        *range(0x202A, 0x202F),
+        *range(0x2066, 0x206A),
+    ]
+}
+_UNPRINTABLE.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
+
+
+def printable(text: str, limit: int) -> str:
+    """``text`` safe for one log line: control characters escaped, at most ~``limit`` chars."""
+    escaped = text.translate(_UNPRINTABLE)
+    if len(escaped) <= limit:
+        return escaped
+    return f"{escaped[:limit]}... ({len(escaped) - limit} more characters)"
 
 
 STATUS_ERRORS: Mapping[int, type[ApiError]] = {

@@ -6,16 +6,16 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime, timezone
 from types import TracebackType
 from typing import TYPE_CHECKING
 
 import attrs
 
 from . import _constants as C
+from ._strays import list_strays
 from .errors import ClientClosedError, HathoraError, NotFoundError, RateLimitedError
 from .models import ProcessStatus, ProcessV2, Region, coerce_region
-from .prealloc import Plan, _check_limit, check_plan, list_strays
+from .prealloc import Plan, _check_limit, check_plan
 from .waiting import _positive_number
 
 if TYPE_CHECKING:
@@ -49,12 +49,27 @@ class RegionCounts:
 
 
 @attrs.define
-class _Tracked:
+class PoolRecord:
+    """What a pool knows about one process it made (or adopted).
+
+    ``created_at`` and ``last_seen`` are readings of the client's monotonic
+    clock: when its create answered (or it was adopted), and when a read last
+    found it (None: never). ``process`` is the last state seen: the create's
+    answer at first, None when the process is known by id only (a create
+    whose answer could not be read whole but named it).
+    """
+
+    process_id: str
     region: Region
-    process: ProcessV2
+    created_at: float
+    process: ProcessV2 | None = None
+    last_seen: float | None = None
 
     @property
     def state(self) -> str:
+        """``starting``, ``idle`` or ``busy``: how the pool counts it."""
+        if self.process is None:
+            return "starting"  # not seen yet: may boot, is no spare capacity
         status = self.process.status
         # A room can be placed on a process still booting: that one is not capacity.
         if status not in _LIVE or self.process.rooms_allocated:
@@ -82,21 +97,38 @@ class WarmPool:
     client does: the task ends, ``last_error`` is the ``ClientClosedError``
     and ``wait_ready()`` raises it.
 
+    The pool never forgets a process it made until it has seen it stopped
+    (or failed) or has stopped it itself. Hathora's reads can lag behind its
+    creates, so a 404 for a process less than ``READ_AFTER_CREATE_GRACE``
+    (15 s, on the client's clock) after its create answered means "not
+    visible yet": the process is kept (counted as starting) and polled again.
+    A process still not found after that, or found missing by a stop, is one
+    the pool has lost track of: it logs its id at WARNING, tries to stop it
+    anyway, and lists it in ``lost_process_ids()``.
+
     A create whose outcome is unknown (the answer was lost after sending) may
-    still have made a process. The next pass (or the exit) lists that
-    region's latest processes and adopts, up to one per such create, those the
-    pool does not track that are starting or running and were created after the
-    create was sent (less a clock-skew allowance), so they are counted and,
-    in time, stopped. Another client's process made in the same region at the
-    same moment looks the same and may be adopted instead; a process that
-    shows up only after that look is left to Hathora's idle reaper.
+    still have made a process. Later passes (and the exit) list that region's
+    latest processes and adopt, up to one per such create, those the pool does
+    not know that are starting or running and were created after the create
+    was sent, placed on the server's clock with the listing's ``Date`` header
+    (client/server clock skew does not matter). The region is listed again
+    for ``READ_AFTER_CREATE_GRACE`` after the create, since the new process
+    may be missing from listings for that long. A create error that names
+    its process (``error.process_id``) is adopted at once. Another client's
+    process made in the same region after the create (or up to about two
+    seconds before it) looks the same and may be adopted instead; if more than
+    10 processes are made in the region after the create, its process may be
+    out of the listing's sight and is left to Hathora's idle reaper (logged at
+    WARNING).
 
     ``concurrency`` bounds the pool's requests in flight. ``sleep`` is the
     pool's own wait between passes (default ``asyncio.sleep``, not the
     client's, so a test clock on the client does not spin the pool).
 
     On exit the pool lets a pass in progress finish, then, with
-    ``stop_on_exit``, stops its starting and idle processes. Busy processes
+    ``stop_on_exit``, stops its starting and idle processes, including those
+    reads do not show yet (a stop answered 404 within the grace window is
+    tried again until it ends, so an exit can take up to that long). Busy processes
     host matches, so they are left running unless ``stop_busy_on_exit``;
     Hathora stops them once idle. Since a match may have landed after the
     last pass, each process is read again right before it is stopped (on exit
@@ -132,13 +164,17 @@ class WarmPool:
         self._stop_on_exit = stop_on_exit
         self._stop_busy_on_exit = stop_busy_on_exit
         self._sleep = sleep
-        self._tracked: dict[str, _Tracked] = {}
+        self._tracked: dict[str, PoolRecord] = {}
+        # Processes the pool lost track of, and whether a stop of each was confirmed.
+        self._lost: dict[str, bool] = {}
         self._failed: Counter[Region] = Counter()
         self._delay = self._poll_interval
         self._retry_after: float | None = None
-        # When each create with an unknown outcome was sent, per region, until
-        # a listing of that region has looked for the process it may have made.
-        self._unknown: dict[Region, list[datetime]] = {}
+        # When (client clock) each create with an unknown outcome was sent, per
+        # region, until its stray is found or the grace window ends.
+        self._unknown: dict[Region, list[float]] = {}
+        # Per region, ids listings showed that the pool did not adopt: others'.
+        self._seen: dict[Region, set[str]] = {}
         # Set when the client was closed: the background task has ended.
         self._ended: ClientClosedError | None = None
         self._task: asyncio.Task[None] | None = None
@@ -217,16 +253,20 @@ class WarmPool:
                     self._changed.notify_all()  # wake wait_ready() callers
         if not self._stop_on_exit:
             return
-        if self._unknown:
-            await self._reconcile()
+        await self._reconcile_on_exit()
         doomed = [
             pid
             for pid, entry in self._tracked.items()
             if self._stop_busy_on_exit or entry.state != "busy"
         ]
         check = not self._stop_busy_on_exit
-        stopped = await asyncio.gather(*(self._stop(pid, check=check) for pid in doomed))
+        stopped = await asyncio.gather(*(self._stop_at_exit(pid, check) for pid in doomed))
+        unstopped = [pid for pid, ok in self._lost.items() if not ok]
+        again = await asyncio.gather(*(self._stop_now(pid) for pid in unstopped))
+        for pid, outcome in zip(unstopped, again, strict=True):
+            self._lost[pid] = outcome == "stopped"
         left = [pid for pid, ok in zip(doomed, stopped, strict=True) if not ok]
+        left += [pid for pid, ok in self._lost.items() if not ok]
         # Never abandon billed processes silently: say which ones still run.
         if left:
             logger.warning(
@@ -242,6 +282,16 @@ class WarmPool:
                 len(sent),
                 region.value,
             )
+
+    async def _reconcile_on_exit(self) -> None:
+        """Look for strays until found, or until every lost create's grace has ended."""
+        clock = self._client._options.clock
+        while self._unknown:
+            await self._reconcile()
+            latest = max((max(sent) for sent in self._unknown.values()), default=None)
+            if latest is None or clock() >= latest + C.READ_AFTER_CREATE_GRACE:
+                return
+            await self._client._options.sleep(C.LAG_RETRY_INTERVAL)
 
     async def _run(self) -> None:
         while not self._closing:
@@ -312,64 +362,98 @@ class WarmPool:
         if not isinstance(error, ClientClosedError):  # said once, by the loop or the exit
             logger.warning("warm pool: %s", error)
 
-    async def _fetch(self, process_id: str) -> ProcessV2 | None:
-        """The process as the API sees it now; None if it is not found."""
-        assert self._limit is not None
-        try:
-            async with self._limit:
-                return await self._client.processes.get_process_info(
-                    process_id, app_id=self._app_id
-                )
-        except NotFoundError:
-            return None
+    def _now(self) -> float:
+        return self._client._options.clock()
 
-    def _update(self, process_id: str, process: ProcessV2 | None) -> None:
-        entry = self._tracked.get(process_id)
-        if entry is None:
+    async def _read(self, process_id: str) -> ProcessV2:
+        """The process as the API sees it now; raises ``NotFoundError`` and the like."""
+        assert self._limit is not None
+        async with self._limit:
+            return await self._client.processes.get_process_info(process_id, app_id=self._app_id)
+
+    def _saw(self, record: PoolRecord, process: ProcessV2) -> None:
+        """A read found the process: record it, and forget it once it has ended."""
+        record.process = process
+        record.last_seen = self._now()
+        if process.status in _GONE and self._tracked.pop(record.process_id, None) is not None:
+            self._failed[record.region] += 1
+
+    def _lag(self, record: PoolRecord) -> bool:
+        """Whether a 404 for the process may still be read lag (its create is recent)."""
+        return self._now() < record.created_at + C.READ_AFTER_CREATE_GRACE
+
+    async def _not_found(self, record: PoolRecord) -> None:
+        """A read answered 404: lag while the create is recent, else the pool lost it."""
+        if self._lag(record):
+            logger.debug("warm pool: process %s not visible yet", record.process_id)
             return
-        if process is None or process.status in _GONE:
-            del self._tracked[process_id]
-            self._failed[entry.region] += 1
-            return
-        entry.process = process
+        self._tracked.pop(record.process_id, None)
+        self._lose(record, "not found", await self._stop_now(record.process_id) == "stopped")
+
+    def _lose(self, record: PoolRecord, why: str, stopped: bool) -> None:
+        self._lost[record.process_id] = stopped
+        logger.warning(
+            "warm pool: lost track of process %s in %s (%s %.0f s after its create); %s",
+            record.process_id,
+            record.region.value,
+            why,
+            self._now() - record.created_at,
+            "stopped it" if stopped else "could not stop it: it may still run, billed",
+        )
 
     async def _poll(self, process_id: str) -> None:
+        record = self._tracked[process_id]
         try:
-            process = await self._fetch(process_id)
+            process = await self._read(process_id)
+        except NotFoundError:
+            await self._not_found(record)
         except HathoraError as exc:
             self._note(exc)
-            return
-        self._update(process_id, process)
+        else:
+            self._saw(record, process)
 
     async def _reconcile(self) -> None:
         """Adopt the processes that creates with an unknown outcome may have made."""
         pending, self._unknown = self._unknown, {}
         await asyncio.gather(*(self._adopt(region, sent) for region, sent in pending.items()))
 
-    async def _adopt(self, region: Region, sent: list[datetime]) -> None:
+    async def _adopt(self, region: Region, sent: list[float]) -> None:
         assert self._limit is not None
-        first = min(sent)
+        seen = self._seen.setdefault(region, set())
+        known = {*self._tracked, *self._lost, *seen}
         try:
             async with self._limit:
-                found = await list_strays(
-                    self._client, region, since=first, known=self._tracked, app_id=self._app_id
+                look = await list_strays(
+                    self._client, region, sent=min(sent), known=known, app_id=self._app_id
                 )
         except HathoraError as exc:
             self._unknown.setdefault(region, []).extend(sent)  # look again next time
             self._note(exc)
             return
-        # A create makes one process at most. Those dated after the first send
-        # are likelier this pool's than ones only within the clock-skew allowance.
-        live = sorted(
-            (p for p in found if p.status in _LIVE),
-            key=lambda p: (p.created_at < first, p.created_at),
-        )
-        for process in live[: len(sent)]:
-            self._tracked[process.process_id] = _Tracked(region, process)
+        # A create makes one process at most.
+        adopted = look.found[: len(sent)]
+        now = self._now()
+        for process in adopted:
+            pid = process.process_id
+            self._tracked[pid] = PoolRecord(pid, region, now, process, now)
             logger.info(
                 "warm pool: adopted process %s in %s, probably made by a create whose "
                 "answer was lost",
-                process.process_id,
+                pid,
+                region.value,
+            )
+        # Newer than the sends, yet not taken: others' processes, never to adopt later.
+        seen.update(p.process_id for p in look.found[len(sent) :])
+        # The latest sends are the likeliest to have a process listings do not show yet.
+        rest = sorted(sent)[len(adopted) :]
+        waiting = [t for t in rest if now < t + C.READ_AFTER_CREATE_GRACE]
+        if waiting:
+            self._unknown.setdefault(region, []).extend(waiting)
+        elif rest and look.truncated:
+            logger.warning(
+                "warm pool: over %d processes were created in %s since a create with an "
+                "unknown outcome: a process it made may be out of sight",
+                C.LATEST_PROCESSES_LIMIT,
                 region.value,
             )
 
@@ -383,15 +467,21 @@ class WarmPool:
     async def _create(self, region: Region) -> None:
         assert self._limit is not None
         async with self._limit:
-            sent = datetime.now(timezone.utc)
+            sent = self._now()
             try:
                 process = await self._client.processes.create_process(region, app_id=self._app_id)
             except HathoraError as exc:
-                if exc.outcome_unknown:
+                if exc.process_id is not None:
+                    # The answer could not be read whole, yet it named the process: it exists.
+                    pid = exc.process_id
+                    self._tracked[pid] = PoolRecord(pid, region, self._now())
+                elif exc.outcome_unknown:
                     self._unknown.setdefault(region, []).append(sent)
                 self._note(exc)
                 return
-        self._tracked[process.process_id] = _Tracked(region, process)
+        now = self._now()
+        pid = process.process_id
+        self._tracked[pid] = PoolRecord(pid, region, now, process, now)
 
     async def _trim(self) -> None:
         doomed: list[str] = []
@@ -400,41 +490,82 @@ class WarmPool:
             idle = [
                 (entry.process.created_at, order, pid)
                 for order, (pid, entry) in enumerate(self._tracked.items())
-                if entry.region == region and entry.state == "idle"
+                if entry.region == region and entry.state == "idle" and entry.process is not None
             ]
             if len(idle) > limit:
                 idle.sort()
                 doomed.extend(pid for _, _, pid in idle[: len(idle) - limit])
-        await asyncio.gather(*(self._stop(pid, check=True) for pid in doomed))
+        await asyncio.gather(*(self._trim_one(pid) for pid in doomed))
 
-    async def _stop(self, process_id: str, *, check: bool) -> bool:
-        """Stop a tracked process; False when an error left it running.
+    async def _trim_one(self, process_id: str) -> None:
+        """Stop a surplus idle process, if it still is one.
 
-        With ``check``, read it again first and stop it only if it is still
-        starting or idle: the pass's poll may be old enough for a match to have
-        landed on it since, and stopping the process would end that match.
+        It is read again first: the pass's poll may be old enough for a match
+        to have landed on it since, and stopping it would end that match.
         """
-        assert self._limit is not None
+        record = self._tracked[process_id]
+        try:
+            process = await self._read(process_id)
+        except NotFoundError:
+            await self._not_found(record)
+            return
+        except HathoraError as exc:
+            self._note(exc)
+            return
+        self._saw(record, process)
+        if process_id not in self._tracked or record.state != "idle":
+            return  # ended on its own, or hosts rooms now: not the pool's to stop
+        outcome = await self._stop_now(process_id)
+        if outcome == "stopped":
+            self._tracked.pop(process_id, None)
+        elif outcome == "missing":
+            await self._not_found(record)
+
+    async def _stop_at_exit(self, process_id: str, check: bool) -> bool:
+        """Stop a tracked process on exit; False when an error left it running.
+
+        With ``check``, read it again first and spare it if it now hosts rooms
+        or has ended. One that reads do not show is stopped anyway; a stop
+        answered 404 is tried again while the create is recent (lag).
+        """
+        record = self._tracked[process_id]
         if check:
             try:
-                process = await self._fetch(process_id)
+                process = await self._read(process_id)
+            except NotFoundError:
+                pass  # not visible (yet): made by the pool, so stopped all the same
             except HathoraError as exc:
                 self._note(exc)
                 return False
-            self._update(process_id, process)
-            entry = self._tracked.get(process_id)
-            if entry is None or entry.state == "busy":
-                return True  # ended on its own, or hosts rooms now: not the pool's to stop
+            else:
+                self._saw(record, process)
+                if process_id not in self._tracked or record.state == "busy":
+                    return True
+        while True:
+            outcome = await self._stop_now(process_id)
+            if outcome == "stopped":
+                self._tracked.pop(process_id, None)
+                return True
+            if outcome == "error":
+                return False
+            if not self._lag(record):
+                self._tracked.pop(process_id, None)
+                self._lose(record, "not found by a stop", False)
+                return True  # named by the warning, listed in lost_process_ids()
+            await self._client._options.sleep(C.LAG_RETRY_INTERVAL)
+
+    async def _stop_now(self, process_id: str) -> str:
+        """Send a stop: ``"stopped"``, ``"missing"`` (404) or ``"error"`` (noted)."""
+        assert self._limit is not None
         try:
             async with self._limit:
                 await self._client.processes.stop_process(process_id, app_id=self._app_id)
         except NotFoundError:
-            pass
+            return "missing"
         except HathoraError as exc:
             self._note(exc)
-            return False
-        self._tracked.pop(process_id, None)
-        return True
+            return "error"
+        return "stopped"
 
     # -- looking at it -----------------------------------------------------
 
@@ -455,6 +586,15 @@ class WarmPool:
     def snapshot(self) -> dict[Region, RegionCounts]:
         """Counts per region as of the last pass (cheap; no I/O)."""
         return {region: self._counts(region) for region in self._targets}
+
+    def lost_process_ids(self) -> list[str]:
+        """Ids of processes the pool lost track of (each logged at WARNING), oldest first.
+
+        A process the pool made that reads still did not find after the grace
+        window, or that a stop did not find: the pool tried to stop it and no
+        longer counts it. It may still run if that stop failed.
+        """
+        return list(self._lost)
 
     def process_ids(self, region: Region | str | None = None) -> list[str]:
         """The ids of the processes the pool tracks (in ``region``, if given)."""

@@ -11,17 +11,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable, Container, Coroutine, Mapping
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable, Coroutine, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
 from . import _constants as C
+from ._strays import list_strays
 from .errors import HathoraError, ProcessFailedError, ProcessWaitTimeoutError
-from .models import ProcessStatus, ProcessV2, Region, coerce_region
-from .waiting import TERMINAL_STATUSES, bounded_fetch, check_wait_options, poll_until_running
+from .models import ProcessV2, Region, coerce_region
+from .waiting import bounded_fetch, check_wait_options, poll_until_running
 
 if TYPE_CHECKING:
     from .client import HathoraClient
@@ -48,8 +48,10 @@ class PreallocationEvent:
 
     ``kind`` is one of:
 
-    - ``"created"``: a process exists (``process_id`` and ``process`` set); sent
-      the moment its create returns, so a callback sees every process id;
+    - ``"created"``: a process exists (``process_id`` set); sent the moment its
+      create returns, so a callback sees every process id. ``process`` is the
+      create's answer, or None when that answer could not be read whole but
+      still named the process (the error's ``process_id``);
     - ``"running"``: it reached ``running`` (only with ``wait=True``);
     - ``"failed"``: a slot failed; ``error`` says why, ``process_id`` is None
       when the create itself failed (check ``error.outcome_unknown``);
@@ -93,14 +95,16 @@ class PreallocationResult:
     - ``requested``: the plan, per region;
     - ``ready``: per region, the processes seen ``running`` (``wait=True``);
     - ``starting``: per region, the processes created but not awaited
-      (``wait=False``), as their create returned them;
+      (``wait=False``), as their create returned them (or as first read, for
+      a process its create's error named);
     - ``failed``: every slot that did not succeed, with its reason;
     - ``created``: the id of every process this call created, in creation
-      order, including those that later failed or timed out;
+      order, including those that later failed or timed out, and those whose
+      create failed with an error naming the process (``error.process_id``);
     - ``strays``: processes found by reconciliation after creates whose outcome
       was unknown: probably made by this call, not in ``created``. A process
-      another client created in the same region at the same time can show up
-      here too;
+      another client created in the same region at about the same time can
+      show up here too (see ``hathora_async._strays`` for the exact window);
     - ``stopped``: the ids in ``created`` that the call stopped because it was
       cancelled (``stop_on_cancel``); empty when it ran to its end.
 
@@ -134,33 +138,6 @@ def check_plan(plan: Plan) -> dict[Region, int]:
             raise ValueError(f"count for {key.value} must be an int >= 0, got {count!r}")
         checked[key] = checked.get(key, 0) + count
     return checked
-
-
-async def list_strays(
-    client: HathoraClient,
-    region: Region,
-    *,
-    since: datetime,
-    known: Container[str],
-    app_id: str | None,
-) -> list[ProcessV2]:
-    """The processes in ``region`` that a create sent at ``since`` (or later) may have made.
-
-    Lists the region's latest processes and keeps those not in ``known``,
-    created no earlier than ``since`` less ``STRAY_CLOCK_SKEW``, and not
-    draining, stopping or stopped (a failed one is kept: it was still made). Another
-    client's processes of the same moment look the same. Raises the listing's
-    ``HathoraError``.
-    """
-    latest = await client.processes.get_latest_processes(region=[region], app_id=app_id)
-    cutoff = since - timedelta(seconds=C.STRAY_CLOCK_SKEW)
-    return [
-        process
-        for process in latest
-        if process.process_id not in known
-        and process.created_at >= cutoff
-        and (process.status not in TERMINAL_STATUSES or process.status == ProcessStatus.FAILED)
-    ]
 
 
 def _check_limit(value: object, name: str) -> int:
@@ -249,6 +226,13 @@ def _cancelled_in_flight() -> HathoraError:
     return error
 
 
+class _Seen(Exception):
+    """Ends a wait at the first state read (``wait=False``: the process is only looked up)."""
+
+    def __init__(self, process: ProcessV2) -> None:
+        self.process = process
+
+
 class _Withdrawn(Exception):
     """A create given up between two attempts, when none of its attempts made a process."""
 
@@ -325,8 +309,9 @@ class _Preallocation:
         self.tasks = _Tasks()
         self.in_create: set[asyncio.Task[Any] | None] = set()
         self.region_of: dict[str, Region] = {}
+        # Per region, when (client clock) each create with an unknown outcome was sent.
+        self.unknown_sent: dict[Region, list[float]] = {}
         self.stopping = False
-        self.started_at = datetime.now(timezone.utc)
 
     # -- bookkeeping -------------------------------------------------------
 
@@ -348,6 +333,8 @@ class _Preallocation:
         started: float,
     ) -> None:
         unknown = process_id is None and error.outcome_unknown
+        if unknown:
+            self.unknown_sent.setdefault(region, []).append(started)
         self.result.failed.append(PreallocationFailure(region, error, process_id, unknown, process))
         if self.on_event is not None:
             self.emit(
@@ -407,11 +394,16 @@ class _Preallocation:
         async with self.limits[region]:
             started = self.clock()
             self.in_create.add(task)
+            process: ProcessV2 | None
             try:
                 process = await self.create(region, app_id=self.app_id)
             except HathoraError as exc:
-                self.failed(region, exc, None, None, started)
-                return
+                if exc.process_id is None:
+                    self.failed(region, exc, None, None, started)
+                    return
+                # The answer could not be read whole, yet it named the process: it exists.
+                logger.warning("preallocate: %s; process %s exists", exc, exc.process_id)
+                process, process_id = None, exc.process_id
             except _Withdrawn:
                 self.failed(region, _withdrawn(), None, None, started)
                 return
@@ -419,45 +411,66 @@ class _Preallocation:
                 # Only a second cancellation (or a closing loop) gets here.
                 self.failed(region, _cancelled_in_flight(), None, None, started)
                 raise
+            else:
+                process_id = process.process_id
             finally:
                 self.in_create.discard(task)
-        self.result.created.append(process.process_id)
-        self.region_of[process.process_id] = region
+        self.made(region, process_id, process, started)
+
+    def made(
+        self, region: Region, process_id: str, process: ProcessV2 | None, started: float
+    ) -> None:
+        """A create made ``process_id`` (``process`` is its answer, if readable)."""
+        self.result.created.append(process_id)
+        self.region_of[process_id] = region
         if self.on_event is not None:
             self.emit(
                 PreallocationEvent(
-                    "created", region, process.process_id, process, None, self.clock() - started
+                    "created", region, process_id, process, None, self.clock() - started
                 )
             )
-        if not self.wait:
+        if self.stopping:
+            return
+        if self.wait or process is None:
+            # Without wait, a process known only by id is read until seen, for ``starting``.
+            self.tasks.spawn(self.wait_one(region, process_id, process, started))
+        else:
             self.result.starting[region].append(process)
-        elif not self.stopping:
-            self.tasks.spawn(self.wait_one(region, process, started))
 
-    async def wait_one(self, region: Region, process: ProcessV2, started: float) -> None:
-        inner = bounded_fetch(self.client, process.process_id, self.app_id)
+    async def wait_one(
+        self, region: Region, process_id: str, process: ProcessV2 | None, started: float
+    ) -> None:
+        inner = bounded_fetch(self.client, process_id, self.app_id)
         limit = self.limits[region]
 
         async def fetch(deadline: float) -> ProcessV2:
             async with limit:
-                return await inner(deadline)
+                seen = await inner(deadline)
+            if not self.wait:
+                raise _Seen(seen)
+            return seen
 
         try:
             running = await poll_until_running(
                 fetch,
-                process.process_id,
+                process_id,
                 timeout=self.timeout,
                 poll_interval=self.poll_interval,
                 max_poll_interval=self.max_poll_interval,
                 sleep=self.sleep,
                 clock=self.clock,
                 first=process,
+                # Reads may not see a process made lately: a 404 then is lag.
+                lag_until=self.client._recent.lag_until("process", process_id),
             )
+        except _Seen as seen:
+            self.result.starting[region].append(seen.process)
+            return
         except (ProcessFailedError, ProcessWaitTimeoutError) as exc:
-            self.failed(region, exc, process.process_id, exc.process or process, started)
+            self.failed(region, exc, process_id, exc.process or process, started)
             return
         except HathoraError as exc:
-            self.failed(region, exc, process.process_id, process, started)
+            self.failed(region, exc, process_id, process, started)
             return
         self.result.ready[region].append(running)
         if self.on_event is not None:
@@ -469,23 +482,55 @@ class _Preallocation:
 
     async def find_strays(self) -> None:
         """Look for processes that creates with an unknown outcome may have made."""
-        regions = {f.region for f in self.result.failed if f.outcome_unknown}
-        if not regions:
-            return
         known = set(self.result.created)
-        for region in regions:
+        pending = self.unknown_sent.items()
+        await asyncio.gather(*(self.find_strays_in(r, sent, known) for r, sent in pending))
+
+    async def find_strays_in(self, region: Region, sent: list[float], known: set[str]) -> None:
+        """List ``region`` until each create sent at ``sent`` has its stray, or the grace ends.
+
+        A create makes one process at most. A new process may be missing from
+        listings for ``READ_AFTER_CREATE_GRACE`` seconds after its create, so
+        the region is listed again (every ``poll_interval``) until then.
+        """
+        wanted = len(sent)
+        until = max(sent) + C.READ_AFTER_CREATE_GRACE
+        error: HathoraError | None = None
+        truncated = False
+        late = False
+        while True:
             try:
                 async with self.limits[region]:
-                    found = await list_strays(
-                        self.client, region, since=self.started_at, known=known, app_id=self.app_id
+                    look = await list_strays(
+                        self.client, region, sent=min(sent), known=known, app_id=self.app_id
                     )
             except HathoraError as exc:
-                logger.warning("cannot look for stray processes in %s: %s", region.value, exc)
-                continue
-            for process in found:
-                known.add(process.process_id)
-                self.result.strays.append(process)
-                self.emit(PreallocationEvent("stray", region, process.process_id, process))
+                error = exc
+            else:
+                error, truncated = None, look.truncated
+                for process in look.found[:wanted]:
+                    wanted -= 1
+                    known.add(process.process_id)
+                    self.result.strays.append(process)
+                    self.emit(PreallocationEvent("stray", region, process.process_id, process))
+            remaining = until - self.clock()
+            if wanted <= 0:
+                break
+            if remaining <= 0:
+                # The window is over; a look that failed gets one more try.
+                if error is None or late:
+                    break
+                late, remaining = True, self.poll_interval
+            await self.sleep(min(self.poll_interval, remaining))
+        if error is not None:
+            logger.warning("cannot look for stray processes in %s: %s", region.value, error)
+        elif truncated and wanted:
+            logger.warning(
+                "preallocate: over %d processes were created in %s since a create with an "
+                "unknown outcome: a process it made may be out of sight",
+                C.LATEST_PROCESSES_LIMIT,
+                region.value,
+            )
 
     async def pause_create(self, delay: float) -> None:
         """A create's sleep between attempts; raises ``_Withdrawn`` once the run stops."""

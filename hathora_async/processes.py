@@ -9,6 +9,7 @@ from . import _constants as C
 from ._convert import decoder
 from ._http import Endpoint
 from ._paths import region_segment, segment
+from .errors import HathoraError
 from .models import ApiResponse, OpenEnum, ProcessStatus, ProcessV2, Region
 from .waiting import wait_for_process
 
@@ -20,7 +21,13 @@ __all__ = ["ProcessesApi"]
 _decode_process = decoder(ProcessV2)
 
 CREATE_PROCESS: Endpoint[ProcessV2] = Endpoint(
-    "CreateProcess", "POST", "/processes/v2/{}/create/{}", 201, _decode_process, idempotent=False
+    "CreateProcess",
+    "POST",
+    "/processes/v2/{}/create/{}",
+    201,
+    _decode_process,
+    idempotent=False,
+    creates="processId",
 )
 GET_LATEST_PROCESSES: Endpoint[list[ProcessV2]] = Endpoint(
     "GetLatestProcesses", "GET", "/processes/v2/{}/list/latest", 200, decoder(list[ProcessV2])
@@ -62,7 +69,16 @@ class ProcessesApi:
         """Like ``create_process``, returning status code, headers and data."""
         app = self._client._app_segment(app_id)
         where = region_segment(region)
-        return await self._client._call(CREATE_PROCESS, (app, where))
+        recent = self._client._recent
+        try:
+            response = await self._client._call(CREATE_PROCESS, (app, where))
+        except HathoraError as exc:
+            if exc.process_id is not None:  # made, though the answer was not all readable
+                recent.note("process", exc.process_id)
+            raise
+        # Reads may not see it for a while: a 404 for it soon after is lag (see waits).
+        recent.note("process", response.data.process_id)
+        return response
 
     async def create_process(self, region: Region | str, *, app_id: str | None = None) -> ProcessV2:
         """Create a process in ``region`` without a room (pre-allocation).
@@ -140,7 +156,10 @@ class ProcessesApi:
         a little above Hathora's 100 s port-binding deadline). Polls start
         ``poll_interval`` apart and grow 1.5x per poll up to
         ``max_poll_interval``; network errors, 429s and 5xx answers are polled
-        through until the deadline. Cancelling it stops it at once.
+        through until the deadline. So is a 404 for a process this client (or
+        a sibling) created less than ``READ_AFTER_CREATE_GRACE`` (15 s) ago:
+        Hathora's reads can lag behind its creates. Any other 404 raises
+        ``NotFoundError``. Cancelling it stops it at once.
         """
         return await wait_for_process(
             self._client,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 
@@ -96,17 +97,26 @@ class RetryPolicy:
         return (rng or random).uniform(0.0, bound)
 
 
+# delta-seconds, extended to a decimal ("1.5"), as servers and gateways send it.
+_DELAY_SECONDS = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,9})?")
+
+
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date)."""
+    """Seconds to wait from a ``Retry-After`` header, or None when it says nothing usable.
+
+    Accepts delta-seconds, a non-negative decimal (``1.5``) or an HTTP date (a
+    date in the past means 0). Negative, NaN, infinite and malformed values are
+    ignored (None): the retry policy's own backoff applies.
+    """
     if not value:
         return None
     text = value.strip()
-    # isdigit alone also accepts non-ASCII digits such as "²", which float() refuses.
-    if text.isascii() and text.isdigit():
+    # ASCII digits only: str.isdigit and float() also accept "²", "nan" and "inf".
+    if _DELAY_SECONDS.fullmatch(text):
         return float(text)
     try:
         when = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)

@@ -152,10 +152,13 @@ class RoomsApi:
             body["roomConfig"] = _room_config(room_config)
         chosen = _room_id(room_id) if room_id is not None else new_room_id()
         try:
-            return await self._create(app, chosen, _json(body), app_id, deadline)
+            response = await self._create(app, chosen, _json(body), app_id, deadline)
         except HathoraError as exc:
             exc.room_id = chosen
             raise
+        # Reads may not see it for a while: a 404 for it soon after is lag (see wait_for_room).
+        self._client._recent.note("room", chosen)
+        return response
 
     async def _create(
         self, app: str, room_id: str, body: bytes, app_id: str | None, deadline: float
@@ -209,22 +212,32 @@ class RoomsApi:
     ) -> ApiResponse[RoomConnectionData] | None:
         """The live room ``room_id`` as a create would have answered, or None.
 
-        None too when the create's deadline leaves no time for a read.
+        The id is taken, so a 404 may be read lag: the reads are tried again
+        while the call is within ``READ_AFTER_CREATE_GRACE`` of its start and
+        its deadline. None when that deadline leaves no time for a read.
         """
-        try:
-            rooms = self._before(deadline)
-            if rooms is None:
-                return None
-            room = await rooms.get_room_info(room_id, app_id=app_id)
-            allocation = room.current_allocation
-            if allocation is None or room.status == RoomStatus.DESTROYED:
-                return None
-            rooms = self._before(deadline)
-            if rooms is None:
-                return None
-            response = await rooms.get_connection_info_with_http_info(room_id, app_id=app_id)
-        except NotFoundError:
-            return None
+        clock = self._client._options.clock
+        # The call started one timeouts.total before its deadline.
+        lag_until = deadline - self._client.timeouts.total + C.READ_AFTER_CREATE_GRACE
+        while True:
+            try:
+                rooms = self._before(deadline)
+                if rooms is None:
+                    return None
+                room = await rooms.get_room_info(room_id, app_id=app_id)
+                allocation = room.current_allocation
+                if allocation is None or room.status == RoomStatus.DESTROYED:
+                    return None
+                rooms = self._before(deadline)
+                if rooms is None:
+                    return None
+                response = await rooms.get_connection_info_with_http_info(room_id, app_id=app_id)
+                break
+            except NotFoundError:
+                left = min(deadline - C.MIN_BOUNDED_CALL_TIMEOUT, lag_until) - clock()
+                if left <= 0:
+                    return None
+                await self._client._options.sleep(min(C.DEFAULT_ROOM_POLL_INTERVAL, left))
         info = response.data
         data = RoomConnectionData(
             room_id=info.room_id,
@@ -343,23 +356,30 @@ class RoomsApi:
         seconds pass (the default is a little above Hathora's 100 s
         port-binding deadline), and ``NotFoundError`` for a room that never
         existed. Network errors, 429s and 5xx answers are polled through until
-        the deadline. Cancelling it stops it at once.
+        the deadline. So is a 404 for a room this client (or a sibling) created
+        less than ``READ_AFTER_CREATE_GRACE`` (15 s) ago and has not seen yet:
+        Hathora's reads can lag behind its creates. Cancelling it stops it at
+        once.
         """
         timeout, poll_interval, _ = check_wait_options(timeout, poll_interval, poll_interval)
         self._client._app_segment(app_id)
         rid = _room_id(room_id)
         clock = self._client._options.clock
         deadline = clock() + timeout
+        lag_until = self._client._recent.lag_until("room", rid)
         last: ConnectionInfoV2 | None = None
         last_error: HathoraError | None = None
         while True:
             try:
                 info = await self._poll(rid, app_id, deadline)
             except NotFoundError as exc:
+                if last is None and lag_until is not None and clock() < lag_until:
+                    last_error = exc  # made lately by this client: not visible yet
                 # Gone after being seen, or still on record as destroyed: it was destroyed.
-                if last is not None or await self._is_destroyed(rid, app_id, deadline):
+                elif last is not None or await self._is_destroyed(rid, app_id, deadline):
                     raise RoomDestroyedError(rid) from exc
-                raise
+                else:
+                    raise
             except TRANSIENT_ERRORS as exc:
                 last_error = exc
             else:

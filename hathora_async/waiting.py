@@ -12,6 +12,7 @@ from .errors import (
     HathoraConnectionError,
     HathoraError,
     HathoraTimeoutError,
+    NotFoundError,
     ProcessFailedError,
     ProcessWaitTimeoutError,
     RateLimitedError,
@@ -79,19 +80,33 @@ async def poll_until_running(
     sleep: Callable[[float], Awaitable[None]],
     clock: Callable[[], float],
     first: ProcessV2 | None = None,
+    lag_until: float | None = None,
 ) -> ProcessV2:
     """Poll with ``fetch`` until the process runs; the engine of every process wait.
 
     ``first`` is a state already in hand (a create's answer): it is checked
     before the first sleep instead of being fetched again. Transient errors
-    are polled through until the deadline; others propagate.
+    are polled through until the deadline; others propagate, except a 404
+    before ``lag_until`` (a clock reading): the process was created lately
+    and reads do not see it yet.
     """
     deadline = clock() + timeout
     delay = poll_interval
     last = first
     last_error: HathoraError | None = None
+
+    async def read() -> tuple[ProcessV2 | None, HathoraError | None]:
+        try:
+            return await fetch(deadline), None
+        except TRANSIENT_ERRORS as exc:
+            return None, exc
+        except NotFoundError as exc:
+            if lag_until is None or clock() >= lag_until:
+                raise
+            return None, exc
+
     if first is None:
-        last, last_error = await _read(fetch, deadline)
+        last, last_error = await read()
     while True:
         if last is not None:
             if last.status == ProcessStatus.RUNNING:
@@ -103,16 +118,9 @@ async def poll_until_running(
             raise ProcessWaitTimeoutError(process_id, timeout, last) from last_error
         await sleep(min(delay, remaining))
         delay = min(max_poll_interval, delay * C.POLL_BACKOFF_MULTIPLIER)
-        seen, last_error = await _read(fetch, deadline)
+        seen, last_error = await read()
         if seen is not None:
             last = seen
-
-
-async def _read(fetch: Fetch, deadline: float) -> tuple[ProcessV2 | None, HathoraError | None]:
-    try:
-        return await fetch(deadline), None
-    except TRANSIENT_ERRORS as exc:
-        return None, exc
 
 
 def bounded_client(client: HathoraClient, deadline: float) -> HathoraClient:
@@ -169,4 +177,5 @@ async def wait_for_process(
         max_poll_interval=max_poll_interval,
         sleep=client._options.sleep,
         clock=client._options.clock,
+        lag_until=client._recent.lag_until("process", process_id),
     )

@@ -12,6 +12,7 @@ import pytest
 from hostile import HostileServer, hostile_server
 
 from hathora_async import HathoraClient, RetryPolicy
+from hathora_async import _constants as C
 from hathora_async.testing import FakeHathora
 
 # Beside the repository (../shared/spec), or where HATHORA_SPEC says.
@@ -25,6 +26,17 @@ SPEC_PATH = Path(
 async def fake() -> AsyncIterator[FakeHathora]:
     async with FakeHathora(seed=1) as server:
         yield server
+
+
+@pytest.fixture
+def short_grace(monkeypatch: pytest.MonkeyPatch) -> float:
+    """READ_AFTER_CREATE_GRACE cut to 0.3 s.
+
+    For tests where a create with an unknown outcome made nothing: the search
+    for its process would otherwise go on for the full grace window.
+    """
+    monkeypatch.setattr(C, "READ_AFTER_CREATE_GRACE", 0.3)
+    return 0.3
 
 
 @pytest.fixture

@@ -8,10 +8,14 @@ body), so tests can check what the client really sent.
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import gzip
 import json
 import socket
+import zlib
 from collections import deque
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager, suppress
 from typing import Any
 from urllib.parse import unquote
@@ -28,17 +32,49 @@ APP_ID = "app-hostile"
 
 @attrs.frozen
 class Canned:
-    """One answer: status, raw body bytes and extra headers."""
+    """One answer: status, raw body bytes and extra headers, and how to misbehave.
+
+    ``delay`` waits before answering. ``drop`` closes the connection instead of
+    answering (after reading the request). ``cut`` sends only that many body
+    bytes (the headers promise all of them) and closes. ``drip`` sends the body
+    ``drip_bytes`` at a time with that many seconds between pieces; ``chunked``
+    sends it without a Content-Length.
+    """
 
     status: int = 200
     body: bytes = b""
     headers: Mapping[str, str] = attrs.field(factory=dict)
     content_type: str | None = "application/json"
+    delay: float = 0.0
+    drop: bool = False
+    cut: int | None = None
+    drip: float | None = None
+    drip_bytes: int = 1
+    chunked: bool = False
 
     @classmethod
     def json(cls, data: Any, status: int = 200, **headers: str) -> Canned:
         """A JSON answer."""
         return cls(status, json.dumps(data).encode(), dict(headers))
+
+    @classmethod
+    def encoded(cls, raw: bytes, encoding: str, status: int = 200, **options: Any) -> Canned:
+        """``raw`` compressed with ``encoding`` (gzip, deflate, or raw-deflate: a
+        headerless deflate stream, which servers also send as ``deflate``)."""
+        body, header = compress(raw, encoding)
+        return cls(status, body, {"Content-Encoding": header}, **options)
+
+
+def compress(raw: bytes, encoding: str) -> tuple[bytes, str]:
+    """``raw`` compressed as ``encoding``, and the Content-Encoding naming it."""
+    if encoding == "gzip":
+        return gzip.compress(raw, 9), "gzip"
+    if encoding == "deflate":
+        return zlib.compress(raw, 9), "deflate"
+    if encoding == "raw-deflate":
+        packer = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+        return packer.compress(raw) + packer.flush(), "deflate"
+    raise ValueError(f"unknown encoding {encoding!r}")
 
 
 @attrs.frozen
@@ -74,6 +110,13 @@ class HostileServer:
         self.queue: deque[Canned] = deque()
         self.seen: list[Seen] = []
         self.url = ""
+        self._arrived = asyncio.Event()
+
+    async def arrived(self, count: int = 1) -> None:
+        """Wait until ``count`` requests have arrived in all."""
+        while len(self.seen) < count:
+            self._arrived.clear()
+            await self._arrived.wait()
 
     def answer(self, canned: Canned, *, path: str | None = None) -> None:
         """Answer requests on raw ``path`` (None: every request) with ``canned``."""
@@ -99,14 +142,50 @@ class HostileServer:
                 body=await request.read(),
             )
         )
+        self._arrived.set()
         if self.queue:
             canned = self.queue.popleft()
         else:
             canned = self.by_path.get(raw_path.partition("?")[0], self.default)
-        response = web.Response(status=canned.status, body=canned.body, headers=canned.headers)
-        if canned.content_type is not None:
-            response.content_type = canned.content_type
+        if canned.delay:
+            await asyncio.sleep(canned.delay)
+        if canned.drop:
+            return _abort(request)
+        if canned.cut is None and canned.drip is None and not canned.chunked:
+            response = web.Response(status=canned.status, body=canned.body, headers=canned.headers)
+            if canned.content_type is not None:
+                response.content_type = canned.content_type
+            return response
+        return await _stream(request, canned)
+
+
+def _abort(request: web.Request) -> web.Response:
+    if request.transport is not None:
+        request.transport.abort()
+    return web.Response(status=500)  # never sent: the connection is gone
+
+
+async def _stream(request: web.Request, canned: Canned) -> web.StreamResponse:
+    """Send ``canned`` piece by piece: dripped, chunked, or cut short."""
+    response = web.StreamResponse(status=canned.status, headers=canned.headers)
+    if canned.content_type is not None:
+        response.content_type = canned.content_type
+    if canned.chunked:
+        response.enable_chunked_encoding()
+    else:
+        response.content_length = len(canned.body)
+    await response.prepare(request)
+    body = canned.body if canned.cut is None else canned.body[: canned.cut]
+    step = canned.drip_bytes if canned.drip is not None else max(len(body), 1)
+    for start in range(0, len(body), step):
+        await response.write(body[start : start + step])
+        if canned.drip:
+            await asyncio.sleep(canned.drip)
+    if canned.cut is not None:
+        _abort(request)
         return response
+    await response.write_eof()
+    return response
 
 
 @asynccontextmanager
@@ -198,3 +277,91 @@ def black_hole() -> Iterator[socket.socket]:
         for filler in fillers:
             filler.close()
         listener.close()
+
+
+@functools.cache
+def bomb(encoding: str, size: int = 64 * 1024 * 1024) -> Canned:
+    """A valid JSON array of ``size`` bytes (mostly spaces), compressed to ~1/1000."""
+    return Canned.encoded(b"[" + b" " * (size - 2) + b"]", encoding)
+
+
+_PORT = {"transportType": "udp", "port": 7777, "host": "1.proxy.hathora.dev", "name": "default"}
+_ALLOCATION = {
+    "unscheduledAt": None,
+    "scheduledAt": "2024-05-01T10:00:00Z",
+    "processId": "p1",
+    "roomAllocationId": "a1",
+}
+_ROOM = {
+    "currentAllocation": _ALLOCATION,
+    "status": "active",
+    "roomConfig": None,
+    "roomId": "r1",
+    "appId": APP_ID,
+}
+_CONNECTION = {"additionalExposedPorts": [], "exposedPort": _PORT, "status": "active"}
+
+
+@attrs.frozen
+class Op:
+    """One endpoint, called through the client, with a valid success body for it.
+
+    ``body`` is None for operations that return no data. ``creates_process``
+    marks the one call that is never resent blindly (``create_process``).
+    """
+
+    name: str
+    call: Callable[[HathoraClient], Awaitable[Any]]
+    body: bytes | None
+    creates_process: bool = False
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def _dumps(data: Any) -> bytes:
+    return json.dumps(data).encode()
+
+
+# Every endpoint of the client, processes and rooms.
+OPS: list[Op] = [
+    Op(
+        "create_process",
+        lambda c: c.processes.create_process("Seattle"),
+        _dumps(process_json()),
+        True,
+    ),
+    Op(
+        "get_latest_processes",
+        lambda c: c.processes.get_latest_processes(),
+        _dumps([process_json()]),
+    ),
+    Op("get_process_info", lambda c: c.processes.get_process_info("p-1"), _dumps(process_json())),
+    Op("stop_process", lambda c: c.processes.stop_process("p-1"), None),
+    Op(
+        "create_room",
+        lambda c: c.rooms.create_room("Seattle", room_id="r1"),
+        _dumps({**_CONNECTION, "roomId": "r1", "processId": "p1"}),
+    ),
+    Op(
+        "get_room_info", lambda c: c.rooms.get_room_info("r1"), _dumps({**_ROOM, "allocations": []})
+    ),
+    Op(
+        "get_active_rooms_for_process",
+        lambda c: c.rooms.get_active_rooms_for_process("p1"),
+        _dumps([_ROOM]),
+    ),
+    Op(
+        "get_inactive_rooms_for_process",
+        lambda c: c.rooms.get_inactive_rooms_for_process("p1"),
+        _dumps([_ROOM]),
+    ),
+    Op("destroy_room", lambda c: c.rooms.destroy_room("r1"), None),
+    Op("update_room_config", lambda c: c.rooms.update_room_config("r1", "cfg"), None),
+    Op(
+        "get_connection_info",
+        lambda c: c.rooms.get_connection_info("r1"),
+        _dumps({**_CONNECTION, "roomId": "r1"}),
+    ),
+]
+DATA_OPS = [op for op in OPS if op.body is not None]

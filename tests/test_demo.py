@@ -12,8 +12,9 @@ import sys
 import pytest
 
 from hathora_async import Region
-from hathora_async.__main__ import main
-from hathora_async._demo import DemoSettings, percentile, run_demo
+from hathora_async.cli import main
+from hathora_async.cli._demo import DemoSettings, run_demo
+from hathora_async.cli._progress import percentile
 
 ENV_KEYS = ("HATHORA_TOKEN", "HATHORA_APP_ID", "HATHORA_BASE_URL")
 
@@ -79,7 +80,7 @@ def test_help_works(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         main(["demo", "--help"])
     assert exited.value.code == 0 and "--per-region" in capsys.readouterr().out
-    assert main([]) == 2 and "demo" in capsys.readouterr().out
+    assert main([]) == 2 and "demo" in capsys.readouterr().err
 
 
 def test_bad_flags_and_half_set_credentials_are_refused(
@@ -108,7 +109,7 @@ async def test_live_mode_redraws_in_place(monkeypatch: pytest.MonkeyPatch) -> No
     )
     assert await run_demo(settings, out) == 0
     text = out.getvalue()
-    assert "\x1b[2F" in text  # cursor up over the two region lines
+    assert "\x1b[2A" in text  # cursor up over the two region lines
     assert re.search(r"Seattle\s+\[[#x]{2}\]", text)
     assert "Stopped 4 of 4 processes created." in text
 

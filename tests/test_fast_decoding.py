@@ -211,7 +211,7 @@ class Defaults:
 
 
 def fresh_hook(cls: type[Any]) -> Any:
-    return _convert._build(detailed=False).get_structure_hook(cls)
+    return _convert._build(None).get_structure_hook(cls)
 
 
 def test_validators_still_run() -> None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
 import pytest
+from _pooltools import statuses, until
 
 from hathora_async import (
     ClientClosedError,
@@ -37,19 +38,6 @@ async def setup(
         HathoraClient(fake.token, fake.app_id, base_url=fake.url, retry=retry) as client,
     ):
         yield fake, client
-
-
-def statuses(fake: FakeHathora) -> dict[str, str]:
-    return {p["processId"]: p["status"] for p in fake.processes()}
-
-
-async def until(predicate: Callable[[], bool]) -> None:
-    """Wait up to 5 s for ``predicate``: the pool's background pass runs on its own."""
-    for _ in range(5000):
-        if predicate():
-            return
-        await asyncio.sleep(0.001)
-    raise AssertionError("still not true after 5 s")
 
 
 async def test_fills_every_region_to_its_target() -> None:
@@ -158,6 +146,7 @@ async def test_replaces_processes_the_idle_reaper_stopped() -> None:
             assert sum(s == "running" for s in now.values()) == 4
 
 
+@pytest.mark.usefixtures("short_grace")  # the 503'd create made nothing: no long search
 async def test_api_errors_back_off_and_never_kill_the_pool() -> None:
     delays: list[float] = []
 
@@ -408,7 +397,7 @@ async def test_a_create_with_unknown_outcome_is_reconciled_not_repeated() -> Non
     async with setup(clock, retry=RetryPolicy.none()) as (fake, client):
         # Another client's process in the region, from before the pool: not the pool's.
         other = await client.processes.create_process(Region.SEATTLE)
-        clock.advance(1.0)
+        clock.advance(5.0)
         fake.faults.add("create_process", Fault(drop="after"))
         async with WarmPool(client, {Region.SEATTLE: 1}, poll_interval=QUIET) as pool:
             await until(lambda: pool.errors == 1)

@@ -146,6 +146,7 @@ async def test_the_per_region_limit_bounds_each_region() -> None:
     assert trace.peak == 6
 
 
+@pytest.mark.usefixtures("short_grace")  # the 500'd create made nothing: no long search
 async def test_partial_failure_is_a_normal_result_and_nothing_is_lost() -> None:
     events: list[PreallocationEvent] = []
     plan = dict.fromkeys(ALL_REGIONS, 3)

@@ -28,7 +28,6 @@ from aiohttp import web
 from hostile import Canned, black_hole, hostile_client, hostile_server, process_json
 
 from hathora_async import (
-    ApiError,
     BadRequestError,
     HathoraClient,
     HathoraConnectionError,
@@ -687,15 +686,24 @@ async def test_create_whose_connect_hangs_past_a_short_deadline_is_known_not_sen
     assert elapsed < 1.5
 
 
-@pytest.mark.parametrize("status", [200, 202, 204])
-async def test_create_answered_with_an_unexpected_2xx_is_outcome_unknown(status: int) -> None:
-    # Any success-class answer to a create most likely made a billed process.
+@pytest.mark.parametrize("status", [200, 202])
+async def test_create_answered_with_another_2xx_returns_the_process(status: int) -> None:
+    # Any success-class answer with the process in it is a success: the id is known.
     async with hostile_server() as server:
         server.answer(Canned.json(process_json(), status))
         async with hostile_client(server, retry=RetryPolicy(attempts=5)) as client:
-            with pytest.raises(ApiError) as caught:
+            process = await client.processes.create_process("Seattle")
+        assert process.process_id == process_json()["processId"]
+        assert len(server.seen) == 1
+
+
+async def test_create_answered_204_is_outcome_unknown_and_not_resent() -> None:
+    async with hostile_server() as server:
+        server.answer(Canned(204))
+        async with hostile_client(server, retry=RetryPolicy(attempts=5)) as client:
+            with pytest.raises(ResponseDecodeError) as caught:
                 await client.processes.create_process("Seattle")
-        assert caught.value.status == status
+        assert caught.value.status == 204
         assert caught.value.outcome_unknown is True
         assert len(server.seen) == 1
 

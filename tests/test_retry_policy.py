@@ -118,6 +118,9 @@ def test_a_non_positive_timeout_is_refused(value: float) -> None:
         # The obsolete RFC 850 and asctime forms are HTTP dates too.
         ("Wednesday, 01-May-24 12:00:30 GMT", 30.0),
         ("Wed May  1 12:00:45 2024", 45.0),
+        # A decimal delay, as some gateways send it.
+        ("1.5", 1.5),
+        (" 0.25 ", 0.25),
         # A date in the past means "now".
         (format_datetime(NOW - timedelta(hours=1), usegmt=True), 0.0),
     ],
@@ -127,7 +130,11 @@ def test_retry_after_in_both_forms(header: str, seconds: float) -> None:
 
 
 @pytest.mark.parametrize(
-    "header", [None, "", "  ", "soon", "1.5", "-3", "²", "Mon, 99 Foo 2024 99:99:99 GMT"]
+    "header",
+    [
+        *[None, "", "  ", "soon", "-3", "-0.5", "²", "nan", "inf", "1e3", "1.", ".5", "1,5"],
+        "Mon, 99 Foo 2024 99:99:99 GMT",
+    ],
 )
 def test_unreadable_retry_after_is_ignored(header: str | None) -> None:
     assert parse_retry_after(header, now=NOW) is None

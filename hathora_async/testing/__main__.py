@@ -1,40 +1,65 @@
-"""``python -m hathora_async.testing``: serve a fake Hathora until interrupted."""
+"""``python -m hathora_async.testing``: serve a fake Hathora until interrupted.
+
+``hathora-async fake`` is the same program: it takes the flags added here.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
+import sys
 
+from ..cli._args import count, number, port
+from ..cli._interrupt import catch_signals
 from ._fake import FakeHathora
 
+PROG = "python -m hathora_async.testing"
 
-def _parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m hathora_async.testing", description="Serve a fake Hathora Cloud API."
-    )
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The fake's flags, on ``parser`` (this module's own, or ``hathora-async fake``)."""
+    seconds = number(minimum=0.0)
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument(
+        "--port", type=port, default=8080, help="port to listen on (0: any free port)"
+    )
     parser.add_argument("--token", default=None, help="bearer token to accept (default: random)")
     parser.add_argument("--app-id", default=None, help="application id (default: random)")
-    parser.add_argument("--boot-delay", type=float, default=0.0, help="seconds to running")
-    parser.add_argument("--latency", type=float, default=0.0, help="seconds added per request")
+    parser.add_argument("--boot-delay", type=seconds, default=0.0, help="seconds to running")
+    parser.add_argument("--latency", type=seconds, default=0.0, help="seconds added per request")
     parser.add_argument(
-        "--boot-failure-rate", type=float, default=0.0, help="chance a process fails to boot"
+        "--boot-failure-rate",
+        type=number(minimum=0.0, maximum=1.0),
+        default=0.0,
+        help="chance a process fails to boot, 0 to 1",
     )
-    parser.add_argument("--stop-delay", type=float, default=0.0, help="seconds spent stopping")
+    parser.add_argument("--stop-delay", type=seconds, default=0.0, help="seconds spent stopping")
     parser.add_argument(
         "--idle-timeout",
-        type=float,
+        type=seconds,
         default=300.0,
         help="seconds without rooms before a process is reaped (0: never)",
     )
+    parser.add_argument(
+        "--rooms-per-process", type=count(minimum=1), default=4, help="room slots per process"
+    )
+    parser.add_argument(
+        "--read-after-create-lag",
+        type=seconds,
+        default=0.0,
+        help="seconds during which reads of a new process or room answer 404",
+    )
+    parser.add_argument(
+        "--clock-offset",
+        type=number(minimum=None),
+        default=0.0,
+        help="seconds the fake's clock runs ahead (negative: behind) in timestamps and Date",
+    )
     parser.add_argument("--seed", type=int, default=None)
-    return parser.parse_args(argv)
 
 
-async def _serve(args: argparse.Namespace) -> None:
-    fake = FakeHathora(
+def _fake(args: argparse.Namespace) -> FakeHathora:
+    return FakeHathora(
         boot_delay=args.boot_delay,
         latency=args.latency,
         host=args.host,
@@ -44,21 +69,53 @@ async def _serve(args: argparse.Namespace) -> None:
         boot_failure_rate=args.boot_failure_rate,
         stop_delay=args.stop_delay,
         idle_timeout=args.idle_timeout or None,
+        rooms_per_process=args.rooms_per_process,
         seed=args.seed,
+        read_after_create_lag=args.read_after_create_lag,
+        clock_offset=args.clock_offset,
     )
-    async with fake:
+
+
+async def serve(args: argparse.Namespace, prog: str = PROG) -> int:
+    """Serve until SIGINT, SIGTERM or SIGHUP; 0 then, 2 when the address is unusable."""
+    fake = _fake(args)
+    try:
+        await fake.start()
+    except OSError as exc:
+        # Most often the port is taken: one line, not a traceback.
+        reason = exc.strerror or str(exc)
+        print(
+            f"{prog}: cannot listen on {args.host}:{args.port}: {reason} "
+            "(choose another --port, or --port 0 for any free one)",
+            file=sys.stderr,
+        )
+        return 2
+    try:
         print(f"HATHORA_BASE_URL={fake.url}")
         print(f"HATHORA_TOKEN={fake.token}")
         print(f"HATHORA_APP_ID={fake.app_id}", flush=True)
-        await asyncio.Event().wait()
+        stop = asyncio.Event()
+        with catch_signals(lambda signum: stop.set()):
+            await stop.wait()
+    finally:
+        await fake.close()
+    return 0
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Serve a fake Hathora as the flags say, until interrupted."""
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=PROG, description="Serve a fake Hathora Cloud API.")
+    add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve a fake Hathora as the flags say, until interrupted; returns the exit status."""
     args = _parse(argv)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args))
+    try:
+        return asyncio.run(serve(args))
+    except KeyboardInterrupt:  # before the handlers are in place, or where there are none
+        return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from email.utils import format_datetime
 from types import TracebackType
 from typing import Any
 
@@ -62,6 +64,19 @@ class FakeHathora:
     ``ManualClock`` makes lifecycle tests instant). ``faults`` injects failures.
     RoomsV2 is served too: rooms take free slots on running processes of their
     region, or start a new process, and die with their process.
+
+    Two options make it behave like a real, imperfect server:
+
+    - ``read_after_create_lag`` (seconds, on ``clock``): for that long after a
+      process or room is created, reads do not see it, as with Hathora's
+      eventually consistent reads: GetProcessInfo, GetRoomInfo,
+      GetConnectionInfo and the room lists of a new process answer 404, and
+      GetLatestProcesses and the room lists leave it out. Creates, stops,
+      destroys and config updates act on it normally.
+    - ``clock_offset`` (seconds, either sign): the fake's wall clock runs that
+      far ahead of (or behind) the machine's. Every timestamp it reports
+      (``createdAt``, ``startedAt``, ``stoppingAt``, ``terminatedAt``, room
+      allocation times, the ``Date`` header) is shifted by it.
     """
 
     def __init__(
@@ -82,7 +97,13 @@ class FakeHathora:
         regions: tuple[str, ...] = REGIONS,
         clock: Callable[[], float] | None = None,
         seed: int | None = None,
+        read_after_create_lag: float = 0.0,
+        clock_offset: float = 0.0,
     ) -> None:
+        if not (math.isfinite(read_after_create_lag) and read_after_create_lag >= 0):
+            raise ValueError(f"read_after_create_lag must be >= 0, got {read_after_create_lag!r}")
+        if not math.isfinite(clock_offset):
+            raise ValueError(f"clock_offset must be finite, got {clock_offset!r}")
         self.world = World(
             clock=clock or time.monotonic,
             boot_delay=boot_delay,
@@ -94,6 +115,8 @@ class FakeHathora:
             exposed_host=exposed_host,
             regions=tuple(regions),
             seed=seed,
+            read_after_create_lag=read_after_create_lag,
+            clock_offset=clock_offset,
         )
         self.latency = latency
         self.faults = FaultPlan()
@@ -110,6 +133,7 @@ class FakeHathora:
 
     def _build_app(self) -> web.Application:
         app = web.Application(middlewares=[_json_errors])
+        app.on_response_prepare.append(self._date)
         route = self._route
         app.router.add_post(
             "/processes/v2/{app_id}/create/{region}", route("create_process", self._create)
@@ -234,6 +258,11 @@ class FakeHathora:
 
     # -- request handling --------------------------------------------------
 
+    async def _date(self, request: web.Request, response: web.StreamResponse) -> None:
+        # The Date header reads the fake's wall clock, as its timestamps do.
+        now = self.world.wall_time(self.world.clock())
+        response.headers["Date"] = format_datetime(now, usegmt=True)
+
     def _route(
         self, name: str, action: Action
     ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -299,8 +328,14 @@ class FakeHathora:
             request.transport.abort()
         return partial
 
-    def _lookup(self, request: web.Request, app: FakeApp) -> FakeProcess | None:
-        return app.processes.get(request.match_info["process_id"])
+    def _lookup(
+        self, request: web.Request, app: FakeApp, *, read: bool = True
+    ) -> FakeProcess | None:
+        """The process named by the path; a read does not see it during the lag."""
+        process = app.processes.get(request.match_info["process_id"])
+        if process is not None and read and not self.world.visible(process.created):
+            return None
+        return process
 
     async def _create(self, request: web.Request, app: FakeApp) -> web.StreamResponse:
         region = request.match_info["region"]
@@ -314,6 +349,8 @@ class FakeHathora:
         regions = set(request.query.getall("region", []))
         found = []
         for process in reversed(app.processes.values()):
+            if not self.world.visible(process.created):
+                continue
             rendered = self.world.render(process)
             if statuses and rendered["status"] not in statuses:
                 continue
@@ -331,7 +368,7 @@ class FakeHathora:
         return _json(self.world.render(process))
 
     async def _stop(self, request: web.Request, app: FakeApp) -> web.StreamResponse:
-        process = self._lookup(request, app)
+        process = self._lookup(request, app, read=False)
         if process is None:
             return _error(404, f"Process {request.match_info['process_id']} not found")
         self.world.stop_process(process)

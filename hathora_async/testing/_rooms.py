@@ -57,6 +57,11 @@ class FakeRoom:
     destroyed: float | None = None
 
     @property
+    def created(self) -> float:
+        """When the room was created (a clock reading)."""
+        return self.allocations[0].scheduled
+
+    @property
     def current(self) -> FakeAllocation | None:
         return None if self.destroyed is not None else self.allocations[-1]
 
@@ -250,10 +255,15 @@ class RoomRoutes:
             ),
         ]
 
-    def _room(self, request: web.Request, app: FakeApp) -> FakeRoom | web.Response:
+    def _room(
+        self, request: web.Request, app: FakeApp, *, read: bool = True
+    ) -> FakeRoom | web.Response:
+        """The room named by the path; a read does not see it during the lag."""
         room_id = request.match_info["room_id"]
         room = self.book.find(app, room_id)
-        return room if room is not None else _refuse(404, f"Room {room_id} not found")
+        if room is None or (read and not self.book.world.visible(room.created)):
+            return _refuse(404, f"Room {room_id} not found")
+        return room
 
     async def create_room(self, request: web.Request, app: FakeApp) -> web.StreamResponse:
         room_id = request.query.get("roomId")
@@ -286,9 +296,10 @@ class RoomRoutes:
     ) -> web.StreamResponse:
         process_id = request.match_info["process_id"]
         process = app.processes.get(process_id)
-        if process is None:
+        visible = self.book.world.visible
+        if process is None or not visible(process.created):
             return _refuse(404, f"Process {process_id} not found")
-        rooms = self.book.on_process(process, active=active)
+        rooms = [r for r in self.book.on_process(process, active=active) if visible(r.created)]
         return _respond([self.book.room_json(r, allocations=False) for r in rooms])
 
     async def get_active_rooms_for_process(
@@ -302,14 +313,14 @@ class RoomRoutes:
         return await self._rooms_on_process(request, app, active=False)
 
     async def destroy_room(self, request: web.Request, app: FakeApp) -> web.StreamResponse:
-        room = self._room(request, app)
+        room = self._room(request, app, read=False)
         if isinstance(room, web.Response):
             return room
         self.book.destroy(room)
         return web.Response(status=204)
 
     async def update_room_config(self, request: web.Request, app: FakeApp) -> web.StreamResponse:
-        room = self._room(request, app)
+        room = self._room(request, app, read=False)
         if isinstance(room, web.Response):
             return room
         body = await _body(request)

@@ -104,8 +104,12 @@ class World:
         exposed_host: str,
         regions: tuple[str, ...],
         seed: int | None,
+        read_after_create_lag: float = 0.0,
+        clock_offset: float = 0.0,
     ) -> None:
         self.clock = clock
+        self.read_after_create_lag = read_after_create_lag
+        self.clock_offset = clock_offset
         self.boot_delay = boot_delay
         self.boot_failure_rate = boot_failure_rate
         self.stop_delay = stop_delay
@@ -125,10 +129,17 @@ class World:
     def new_id(self) -> str:
         return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
 
+    def wall_time(self, t: float) -> datetime:
+        """The clock reading ``t`` on the fake's wall clock (``clock_offset`` applied)."""
+        return self._epoch + timedelta(seconds=t - self._t0 + self.clock_offset)
+
     def wall(self, t: float) -> str:
         """The clock reading ``t`` as an RFC 3339 UTC timestamp."""
-        when = self._epoch + timedelta(seconds=t - self._t0)
-        return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return self.wall_time(t).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    def visible(self, created: float) -> bool:
+        """Whether reads see a thing created at clock reading ``created`` yet."""
+        return self.clock() - created >= self.read_after_create_lag
 
     def add_app(self, app_id: str | None = None) -> str:
         app_id = app_id or f"app-{self.new_id()}"

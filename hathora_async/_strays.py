@@ -1,0 +1,114 @@
+"""Finding the process a create whose answer was lost may have made (a "stray").
+
+Without trusting the client's wall clock: the create's send time is a reading
+of the client's monotonic clock, and the listing's own ``Date`` header places
+it on the server's clock. With ``age`` the seconds between the send and the
+listing's answer (client clock), every process the create made has
+``createdAt >= Date - age`` on the server's clock, whatever the skew between
+client and server (the header's truncation to whole seconds only widens the
+window). ``STRAY_SERVER_CLOCK_MARGIN`` allows for spread between Hathora's
+hosts. Without a ``Date`` header the client's wall clock is the fallback,
+with ``STRAY_CLOCK_SKEW`` of allowance.
+
+Residual limits: GetLatestProcesses answers only the 10 newest processes of
+the region, so if more than that were created there after the send (by anyone)
+the stray can be pushed out of sight (``StrayLook.truncated`` says when that
+may have happened); and another client's process created in the same region
+within the window looks the same as a stray.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Container, Mapping
+from datetime import datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING
+
+import attrs
+
+from . import _constants as C
+from .models import ProcessStatus, ProcessV2, Region
+from .waiting import TERMINAL_STATUSES
+
+if TYPE_CHECKING:
+    from .client import HathoraClient
+
+__all__ = ["StrayLook", "list_strays", "send_on_server_clock"]
+
+
+@attrs.frozen
+class StrayLook:
+    """One look for strays in a region.
+
+    ``found``: processes not known to the caller, created no earlier than the
+    send (on the server's clock), not draining, stopping or stopped (a failed
+    one is kept: it was still made); those dated after the estimated send
+    first (likelier the create's than those within the allowance), then oldest
+    first. ``truncated``: the listing
+    was full and all of it is that recent, so older strays may be out of sight.
+    ``listed``: the ids of every process the listing showed.
+    """
+
+    found: list[ProcessV2]
+    truncated: bool
+    listed: frozenset[str]
+
+
+def _server_date(headers: Mapping[str, str]) -> datetime | None:
+    value = headers.get("Date")
+    if not value:
+        return None
+    try:
+        date = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return date if date.tzinfo is not None else date.replace(tzinfo=timezone.utc)
+
+
+def send_on_server_clock(headers: Mapping[str, str], age: float) -> tuple[datetime, datetime]:
+    """When a create sent ``age`` s ago left, on the server's clock: (estimate, cutoff).
+
+    ``headers`` are those of the answer from which ``age`` is measured. A
+    process the create made has ``createdAt >= cutoff``; ``estimate`` is a
+    little later (the allowance for clock spread, or skew without a ``Date``).
+    """
+    date = _server_date(headers)
+    if date is None:
+        estimate = datetime.now(timezone.utc) - timedelta(seconds=age)
+        return estimate, estimate - timedelta(seconds=C.STRAY_CLOCK_SKEW)
+    estimate = date - timedelta(seconds=age)
+    return estimate, estimate - timedelta(seconds=C.STRAY_SERVER_CLOCK_MARGIN)
+
+
+async def list_strays(
+    client: HathoraClient,
+    region: Region,
+    *,
+    sent: float,
+    known: Container[str],
+    app_id: str | None,
+) -> StrayLook:
+    """Look in ``region`` for processes a create sent at ``sent`` (or later) may have made.
+
+    ``sent`` is a reading of the client's clock; ``known`` are ids the caller
+    already accounts for. Raises the listing's ``HathoraError``.
+    """
+    response = await client.processes.get_latest_processes_with_http_info(
+        region=[region], app_id=app_id
+    )
+    estimate, cutoff = send_on_server_clock(response.headers, client._options.clock() - sent)
+    latest = response.data
+    found = sorted(
+        (
+            process
+            for process in latest
+            if process.process_id not in known
+            and process.created_at >= cutoff
+            and (process.status not in TERMINAL_STATUSES or process.status == ProcessStatus.FAILED)
+        ),
+        key=lambda p: (p.created_at < estimate, p.created_at),
+    )
+    truncated = len(latest) >= C.LATEST_PROCESSES_LIMIT and all(
+        p.created_at >= cutoff for p in latest
+    )
+    return StrayLook(found, truncated, frozenset(p.process_id for p in latest))

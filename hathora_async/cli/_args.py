@@ -1,0 +1,94 @@
+"""argparse value types shared by every command line of the package (the fake's too).
+
+Each raises ``argparse.ArgumentTypeError``, so a bad value is a usage error
+(exit status 2) with one line saying why, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+
+from ..models import Region, coerce_region
+
+__all__ = [
+    "number",
+    "count",
+    "port",
+    "region",
+    "known_regions",
+    "plan_item",
+]
+
+
+def number(
+    *, minimum: float | None = 0.0, maximum: float | None = None, allow_minimum: bool = True
+) -> Callable[[str], float]:
+    """A finite float in a range (None: unbounded): ``inf``, ``nan`` and values out of
+    range are refused."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+        if minimum is not None and (value < minimum or (value == minimum and not allow_minimum)):
+            relation = ">=" if allow_minimum else ">"
+            raise argparse.ArgumentTypeError(f"must be {relation} {minimum:g}, got {text!r}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be <= {maximum:g}, got {text!r}")
+        return value
+
+    return parse
+
+
+def count(*, minimum: int = 1) -> Callable[[str], int]:
+    """An integer of at least ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {text!r}")
+        return value
+
+    return parse
+
+
+def port(text: str) -> int:
+    """A TCP port, 0 (any free port) to 65535."""
+    value = count(minimum=0)(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"must be a port from 0 to 65535, got {text!r}")
+    return value
+
+
+def region(text: str) -> Region:
+    """A region name: a known one, or a well-formed newer one (Hathora adds regions)."""
+    try:
+        return coerce_region(text.strip())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def known_regions(text: str) -> tuple[Region, ...]:
+    """A comma-separated list of regions this client knows, without repeats."""
+    regions = tuple(dict.fromkeys(region(name) for name in text.split(",")))
+    unknown = [r.value for r in regions if not r.is_known]
+    if unknown:
+        known = ", ".join(r.value for r in Region)
+        raise argparse.ArgumentTypeError(f"unknown region(s) {', '.join(unknown)}; known: {known}")
+    return regions
+
+
+def plan_item(text: str) -> tuple[Region, int]:
+    """``REGION=N``: how many processes one region gets."""
+    name, equals, amount = text.partition("=")
+    if not equals:
+        raise argparse.ArgumentTypeError(f"expected REGION=N (e.g. Seattle=3), got {text!r}")
+    return region(name), count(minimum=0)(amount.strip())

@@ -1,0 +1,138 @@
+"""A block of status lines redrawn in place on a terminal, with messages printed above it.
+
+Live only on a terminal that can take it: not with ``TERM=dumb``, not when
+the output is a pipe or a file, and not when the terminal is too small (then
+it falls back to plain lines for the rest of the run). Each line is cut to
+the terminal's width, and a block taller than the terminal shows its first
+lines and how many more there are, so the cursor arithmetic always holds.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import TextIO
+
+from .. import _constants as C
+from ._interrupt import PROG
+
+__all__ = ["Display", "wants_live", "install_logging"]
+
+
+def wants_live(out: TextIO, plain: bool = False) -> bool:
+    """True when ``out`` is a terminal that can redraw in place (and plain is not asked for)."""
+    if plain or os.environ.get("TERM", "") in ("dumb", "unknown"):
+        return False
+    try:
+        return out.isatty()
+    except (AttributeError, ValueError):  # a closed or odd stream
+        return False
+
+
+class _LogHandler(logging.Handler):
+    """The library's warnings, as ``hathora-async: warning: ...`` lines, through ``write``."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.write: Callable[[str], None] = self._to_stderr
+
+    @staticmethod
+    def _to_stderr(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.write(f"{PROG}: {record.levelname.lower()}: {self.format(record)}")
+        except Exception:  # logging must never break the command
+            self.handleError(record)
+
+
+_LOG_HANDLER = _LogHandler()
+
+
+def install_logging() -> None:
+    """Show the library's warnings (processes left running, pool errors) on stderr."""
+    logger = logging.getLogger(C.LOGGER_NAME)
+    if _LOG_HANDLER not in logger.handlers:
+        logger.addHandler(_LOG_HANDLER)
+
+
+class Display:
+    """Status lines on ``out``: redrawn in place when ``live``, else left to the caller.
+
+    Use it as a context manager: inside, the library's log lines are printed
+    above the block instead of through it. ``live`` turns False for good when
+    the terminal is too small to draw in; callers then print plain lines.
+    """
+
+    def __init__(self, out: TextIO, live: bool) -> None:
+        self.out = out
+        self.live = live
+        self._drawn = 0
+        self._last_draw = 0.0
+        self._lines: list[str] = []
+        self._previous_write: Callable[[str], None] | None = None
+
+    def __enter__(self) -> Display:
+        self._previous_write = _LOG_HANDLER.write
+        _LOG_HANDLER.write = self.message
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._previous_write is not None:
+            _LOG_HANDLER.write = self._previous_write
+        self.update(self._lines, force=True)
+
+    def _fit(self, lines: Sequence[str]) -> list[str] | None:
+        """The lines cut to the terminal, or None when it is too small to draw in."""
+        columns, rows = shutil.get_terminal_size()
+        if columns < C.LIVE_MIN_COLUMNS or rows < C.LIVE_MIN_ROWS:
+            return None
+        room = rows - 1  # the cursor's line stays free, so nothing scrolls
+        if len(lines) > room:
+            hidden = len(lines) - (room - 1)
+            lines = [*lines[: room - 1], f"... and {hidden} more"]
+        # One column spare: writing the last column makes some terminals wrap.
+        return [line[: columns - 1] for line in lines]
+
+    def _erase(self) -> None:
+        if self._drawn:
+            self.out.write(f"\x1b[{self._drawn}A\r\x1b[J")
+            self._drawn = 0
+
+    def update(self, lines: Sequence[str], *, force: bool = False) -> None:
+        """Redraw the block (at most every ``LIVE_REDRAW_INTERVAL`` unless ``force``)."""
+        self._lines = list(lines)
+        if not self.live:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_draw < C.LIVE_REDRAW_INTERVAL:
+            return
+        self._last_draw = now
+        fitted = self._fit(self._lines)
+        self._erase()
+        if fitted is None:
+            self.live = False  # plain lines from here on
+        else:
+            self.out.write("".join(f"{line}\x1b[K\n" for line in fitted))
+            self._drawn = len(fitted)
+        self.out.flush()
+
+    def message(self, text: str) -> None:
+        """A line that stays: printed above the block when live."""
+        if self.live:
+            self._erase()
+            print(text, file=self.out)
+            self.update(self._lines, force=True)
+        else:
+            print(text, file=self.out, flush=True)

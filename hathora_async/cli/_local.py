@@ -1,0 +1,31 @@
+"""``fake`` and ``demo``: the commands that need no settings (the demo reads them itself)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ._interrupt import PROG, Ledger
+
+__all__ = ["run_demo_command", "run_fake_command"]
+
+
+async def run_fake_command(args: argparse.Namespace, ledger: Ledger) -> int:
+    from ..testing.__main__ import serve
+
+    return await serve(args, prog=f"{PROG} fake")
+
+
+async def run_demo_command(args: argparse.Namespace, ledger: Ledger) -> int:
+    from ._demo import DemoSettings, run_demo
+
+    settings = DemoSettings(
+        per_region=args.per_region,
+        regions=args.regions,
+        concurrency=args.concurrency,
+        timeout=args.timeout,
+        seed=args.seed,
+        live=False if args.plain else None,
+        confirmed=args.yes,
+    )
+    return await run_demo(settings, sys.stdout, ledger)

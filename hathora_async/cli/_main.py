@@ -1,0 +1,75 @@
+"""The entry point: parse, run the command under the interrupt rules, map errors to statuses."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+
+from ..errors import HathoraError
+from ._config import ConfigError, base_url
+from ._exit import Exit, describe, exit_code_for
+from ._interrupt import PROG, Interrupts, Ledger, catch_signals
+from ._live import install_logging
+from ._parser import build_parser
+
+__all__ = ["main"]
+
+# As a Unix tool killed by SIGPIPE would report it (128 + 13).
+_BROKEN_PIPE = 141
+
+
+def _error(text: str) -> None:
+    print(f"{PROG}: error: {text}", file=sys.stderr)
+
+
+async def _run(args: argparse.Namespace) -> int:
+    task = asyncio.current_task()
+    assert task is not None
+    ledger = Ledger()
+    interrupts = Interrupts(task, ledger, sys.stderr)
+    with catch_signals(interrupts):
+        try:
+            return int(await args.run(args, ledger))
+        except asyncio.CancelledError:
+            if not interrupts.count:
+                raise
+            interrupts.report()
+            return Exit.INTERRUPTED
+        except ConfigError as exc:
+            _error(str(exc))
+            return Exit.USAGE
+        except HathoraError as exc:
+            app_id = getattr(args, "app_id", None) or os.environ.get("HATHORA_APP_ID")
+            _error(describe(exc, app_id=app_id, base_url=base_url(args)))
+            if ledger.left():
+                print(f"{PROG}: made and left as it is: {' '.join(ledger.left())}", file=sys.stderr)
+            return exit_code_for(exc)
+        except ValueError as exc:
+            # The client checks ids, regions and options before any I/O.
+            _error(str(exc))
+            return Exit.USAGE
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    argv0 = os.path.basename(sys.argv[0]) if sys.argv else PROG
+    prog = "python -m hathora_async" if argv0 == "__main__.py" else PROG
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    if getattr(args, "run", None) is None:
+        parser.print_help(sys.stderr)
+        return Exit.USAGE
+    install_logging()
+    try:
+        return asyncio.run(_run(args))
+    except KeyboardInterrupt:
+        # Ctrl-C outside the command's run (starting up, shutting down): nothing is running.
+        print(f"\n{PROG}: interrupted", file=sys.stderr)
+        return Exit.INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`... | head`): no traceback, and no second error
+        # when Python flushes stdout on the way out.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return _BROKEN_PIPE

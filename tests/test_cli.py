@@ -1,0 +1,707 @@
+"""The ``hathora-async`` console script, run as users run it: a subprocess, against a
+standalone fake (``python -m hathora_async.testing``, also a subprocess).
+
+Every run checks that the fake's token appears in none of the output. In CI
+(``CI=true``) the installed console script must be the one run; elsewhere,
+when it is not installed, ``python -m hathora_async`` (the same program) is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import attrs
+import pytest
+
+import hathora_async
+from hathora_async import HathoraClient, ProcessStatus
+from hathora_async.cli import main
+from hathora_async.testing import FakeHathora, Fault
+from hathora_async.testing.__main__ import main as fake_main
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+
+ROOT = Path(hathora_async.__file__).resolve().parents[1]
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+ENV_KEYS = ("HATHORA_TOKEN", "HATHORA_APP_ID", "HATHORA_BASE_URL")
+# Generous: a loaded 2-core machine can be slow; a passing run takes a fraction of this.
+WAIT = 30.0
+LIVE = [ProcessStatus.STARTING, ProcessStatus.RUNNING]
+# Every key of Hathora's ProcessV2, as the API spells it.
+PROCESS_KEYS = {
+    "processId",
+    "appId",
+    "deploymentId",
+    "region",
+    "status",
+    "roomsAllocated",
+    "roomsPerProcess",
+    "createdAt",
+    "startedAt",
+    "stoppingAt",
+    "terminatedAt",
+    "exposedPort",
+    "additionalExposedPorts",
+}
+
+
+def _installed_script() -> str | None:
+    """The console script installed beside this interpreter, if any."""
+    folders = [sysconfig.get_path("scripts"), str(Path(sys.executable).parent)]
+    if f"{os.name}_user" in sysconfig.get_scheme_names():  # pip install --user
+        folders.append(sysconfig.get_path("scripts", f"{os.name}_user"))
+    return shutil.which("hathora-async", path=os.pathsep.join(folders))
+
+
+def _cli() -> list[str]:
+    script = _installed_script()
+    if script is not None:
+        return [script]
+    if IN_CI:
+        raise RuntimeError(
+            "CI=true but the hathora-async console script is not installed beside "
+            f"{sys.executable}: run `pip install -e '.[dev]'` first"
+        )
+    return [sys.executable, "-m", "hathora_async"]
+
+
+CLI = _cli()
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ENV_KEYS}
+    # The code under test, also when the installed script points at another checkout.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env.pop("COLUMNS", None)
+    env.update(extra)
+    return env
+
+
+class Proc:
+    """A subprocess whose stdout and stderr lines are collected as they come."""
+
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+        self.popen = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        self.lines: dict[str, queue.Queue[str | None]] = {
+            "out": queue.Queue(),
+            "err": queue.Queue(),
+        }
+        self.text = {"out": "", "err": ""}
+        self.readers = [
+            threading.Thread(target=self._read, args=(name, stream), daemon=True)
+            for name, stream in (("out", self.popen.stdout), ("err", self.popen.stderr))
+        ]
+        for reader in self.readers:
+            reader.start()
+
+    def _read(self, name: str, stream: Any) -> None:
+        for line in stream:
+            self.lines[name].put(line)
+        self.lines[name].put(None)
+
+    def wait_for(self, name: str, found: Callable[[str], bool], timeout: float = WAIT) -> str:
+        """Block until a line of ``name`` (out or err) satisfies ``found``; return it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.lines[name].get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"timed out; {name} so far: {self.text[name]!r}") from None
+            if line is None:
+                self.lines[name].put(None)
+                raise AssertionError(f"{name} ended; it said: {self.text[name]!r}")
+            self.text[name] += line
+            if found(line):
+                return line
+
+    def finish(self, timeout: float = WAIT) -> Result:
+        """Wait for the exit; return everything it printed."""
+        try:
+            code = self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
+            raise
+        for reader in self.readers:
+            reader.join(timeout)
+        for name, lines in self.lines.items():
+            while not lines.empty():
+                self.text[name] += lines.get_nowait() or ""
+        for stream in (self.popen.stdout, self.popen.stderr):
+            assert stream is not None
+            stream.close()
+        return Result(code, self.text["out"], self.text["err"])
+
+
+@attrs.frozen
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+@attrs.frozen
+class Fake:
+    """A fake Hathora served by ``python -m hathora_async.testing`` in a subprocess."""
+
+    proc: Proc | None  # None: served by this process
+    url: str
+    token: str
+    app_id: str
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    def env(self, **extra: str) -> dict[str, str]:
+        settings = {"HATHORA_TOKEN": self.token, "HATHORA_APP_ID": self.app_id}
+        return _env(**{"HATHORA_BASE_URL": self.url, **settings, **extra})
+
+    def client(self) -> HathoraClient:
+        return HathoraClient(self.token, self.app_id, base_url=self.url)
+
+
+def _start_fake(*flags: str) -> Proc:
+    argv = [sys.executable, "-m", "hathora_async.testing", "--port", "0", "--seed", "3", *flags]
+    return Proc(argv, _env())
+
+
+def _ready(proc: Proc) -> Fake:
+    values = {}
+    for _ in range(3):
+        key, _, value = proc.wait_for("out", lambda line: "=" in line).strip().partition("=")
+        values[key] = value
+    return Fake(proc, values["HATHORA_BASE_URL"], values["HATHORA_TOKEN"], values["HATHORA_APP_ID"])
+
+
+def _stop_fake(fake: Fake) -> None:
+    assert fake.proc is not None
+    fake.proc.popen.send_signal(signal.SIGTERM)
+    done = fake.proc.finish()
+    assert done.code == 0, done.err  # the fake ends cleanly on SIGTERM
+    assert "Traceback" not in done.err
+
+
+@pytest.fixture(scope="module")
+def fakes() -> Iterator[dict[str, Fake]]:
+    # Started together: quick boots for the commands, slow ones for interrupts
+    # (processes still starting when the signal lands).
+    procs = {
+        "quick": _start_fake("--boot-delay", "0.1"),
+        "slow": _start_fake("--boot-delay", "120"),
+    }
+    started = {name: _ready(proc) for name, proc in procs.items()}
+    yield started
+    for fake in started.values():
+        _stop_fake(fake)
+
+
+@pytest.fixture(scope="module")
+def quick(fakes: dict[str, Fake]) -> Fake:
+    return fakes["quick"]
+
+
+@pytest.fixture(scope="module")
+def slow(fakes: dict[str, Fake]) -> Fake:
+    return fakes["slow"]
+
+
+def _check_no_token(result: Result, token: str) -> Result:
+    assert token not in result.out and token not in result.err
+    assert "Traceback" not in result.err, result.err
+    return result
+
+
+async def cli(fake: Fake | None, *args: str, env: dict[str, str] | None = None) -> Result:
+    """Run the console script to its end (in a thread: many can run at once)."""
+    chosen = env if env is not None else fake.env() if fake is not None else _env()
+    proc = Proc([*CLI, *args], chosen)
+    result = await asyncio.to_thread(proc.finish)
+    return _check_no_token(result, fake.token) if fake is not None else result
+
+
+def spawn(fake: Fake, *args: str) -> Proc:
+    """Start the console script and leave it running."""
+    return Proc([*CLI, *args], fake.env())
+
+
+async def live_processes(fake: Fake, regions: list[str]) -> list[str]:
+    async with fake.client() as client:
+        found = await client.processes.get_latest_processes(status=LIVE, region=regions)
+    return [p.process_id for p in found]
+
+
+async def _stop_live(fake: Fake, regions: list[str], *, expected: int) -> None:
+    """Stop what a test left running, after checking it is what the test made."""
+    made = await live_processes(fake, regions)
+    assert len(made) == expected
+    async with fake.client() as client:
+        await asyncio.gather(*(client.processes.stop_process(pid) for pid in made))
+
+
+@pytest.fixture
+def inproc(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Iterator[Callable[..., Result]]:
+    """The same program run in this process (``main(argv)``): for the many variants of a
+    case a subprocess has covered, at a fraction of the cost."""
+
+    def run(fake: Fake, *args: str, token: str | None = "", app_id: str | None = "") -> Result:
+        settings = {
+            "HATHORA_BASE_URL": fake.url,
+            "HATHORA_TOKEN": fake.token if token == "" else token,
+            "HATHORA_APP_ID": fake.app_id if app_id == "" else app_id,
+        }
+        for key, value in settings.items():
+            if value is None:
+                monkeypatch.delenv(key, raising=False)
+            else:
+                monkeypatch.setenv(key, value)
+        try:
+            code = main(list(args))
+        except SystemExit as exit:  # argparse's usage errors
+            code = int(exit.code or 0)
+        captured = capsys.readouterr()
+        return _check_no_token(Result(code, captured.out, captured.err), fake.token)
+
+    yield run
+    logging.getLogger("hathora_async").handlers[:] = [
+        h for h in logging.getLogger("hathora_async").handlers if type(h).__name__ != "_LogHandler"
+    ]
+
+
+async def raw_get(fake: Fake, path: str) -> Any:
+    """The fake's own JSON for ``path``, read without the client."""
+    headers = {"Authorization": f"Bearer {fake.token}"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(fake.url + path, headers=headers) as r,
+    ):
+        assert r.status == 200
+        return await r.json()
+
+
+# -- the console script itself --------------------------------------------------------
+
+
+def test_the_console_script_is_installed() -> None:
+    if _installed_script() is None:
+        pytest.skip(f"hathora-async is not installed beside {sys.executable} (CI requires it)")
+    version = subprocess.run([*CLI, "--version"], capture_output=True, text=True, env=_env())
+    assert version.returncode == 0 and hathora_async.__version__ in version.stdout
+
+
+async def test_help_lists_every_command_the_configuration_and_the_exit_codes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    top = await cli(None, "--help")
+    assert top.code == 0
+    for command in ("processes", "rooms", "preallocate", "pool", "fake", "demo"):
+        assert command in top.out
+    with pytest.raises(SystemExit) as exited:
+        main(["preallocate", "--help"])
+    assert exited.value.code == 0
+    prealloc = capsys.readouterr().out
+    for text in (top.out, prealloc):
+        assert "HATHORA_TOKEN" in text and "HATHORA_APP_ID" in text
+        for code in ("0 ", "1 ", "2 ", "3 ", "4 ", "130"):
+            assert f"\n  {code}" in text
+    assert "--concurrency" in prealloc and "--no-wait" in prealloc
+
+
+# -- processes ------------------------------------------------------------------------
+
+
+async def test_processes_create_info_list_stop(quick: Fake) -> None:
+    created = await cli(
+        quick, "processes", "create", "Seattle", "--wait", "--poll-interval", "0.05", "--json"
+    )
+    assert created.code == 0, created.err
+    process = created.json()
+    assert set(process) == PROCESS_KEYS and process["status"] == "running"
+    pid = process["processId"]
+    info, table = await asyncio.gather(
+        cli(quick, "processes", "info", pid, "--json"),
+        cli(quick, "processes", "list", "--region", "Seattle", "--status", "running"),
+    )
+    assert info.code == table.code == 0
+    # The API's own wire shape: the same data the fake sent.
+    assert info.json() == await raw_get(quick, f"/processes/v2/{quick.app_id}/info/{pid}")
+    header, _, *rows = table.out.splitlines()
+    assert [cell.strip() for cell in header.split("|")[1:4]] == ["process id", "region", "status"]
+    assert any(pid in row and "| running" in row for row in rows)
+    stopped = await cli(quick, "processes", "stop", pid)
+    assert stopped.code == 0 and pid in stopped.out
+    async with quick.client() as client:
+        after = await client.processes.get_process_info(pid)
+    assert after.status in (ProcessStatus.STOPPING, ProcessStatus.STOPPED)
+
+
+def test_listing_as_json_filters_and_a_stop_prints_nothing(
+    quick: Fake, inproc: Callable[..., Result]
+) -> None:
+    made = json.loads(inproc(quick, "processes", "create", "Dallas", "--json").out)
+    listed = inproc(
+        quick, "processes", "list", "--json", "--region", "Dallas", "--status", "starting"
+    )
+    assert [p["processId"] for p in listed.json()] == [made["processId"]]
+    assert set(listed.json()[0]) == PROCESS_KEYS
+    quiet = inproc(quick, "processes", "stop", made["processId"], "--json")
+    assert quiet.code == 0 and quiet.out == ""  # a 204 has no body to print
+    waited = inproc(quick, "processes", "wait", made["processId"], "--timeout", "5")
+    assert waited.code == 1 and "will not run: it is stopp" in waited.err
+
+
+async def test_the_token_can_come_from_a_file_and_is_never_printed(
+    quick: Fake, tmp_path: Path, inproc: Callable[..., Result]
+) -> None:
+    secret = tmp_path / "token"
+    secret.write_text(quick.token + "\n")
+    env = quick.env()
+    del env["HATHORA_TOKEN"]
+    listed = await cli(quick, "processes", "list", "--token-file", str(secret), env=env)
+    assert listed.code == 0, listed.err
+    missing = await asyncio.to_thread(
+        inproc, quick, "processes", "list", "--token-file", str(tmp_path / "nope"), token=None
+    )
+    assert missing.code == 2 and "--token-file" in missing.err
+
+
+# -- rooms ----------------------------------------------------------------------------
+
+
+async def test_rooms_create_info_connection_info_list_destroy(
+    quick: Fake, inproc: Callable[..., Result]
+) -> None:
+    created = await cli(
+        quick, "rooms", "create", "London", "--config", '{"mode": "duel"}', "--wait",
+        "--poll-interval", "0.05", "--json",
+    )  # fmt: skip
+    assert created.code == 0, created.err
+    room = created.json()
+    assert room["status"] == "active" and room["exposedPort"]["port"] > 0
+    rid, pid = room["roomId"], room["processId"]
+    no_token = quick.env()
+    del no_token["HATHORA_TOKEN"]
+    info, connection, active = await asyncio.gather(
+        cli(quick, "rooms", "info", rid, "--json"),
+        cli(quick, "rooms", "connection-info", rid, "--json", env=no_token),  # needs no token
+        cli(quick, "rooms", "list", pid),
+    )
+    for result in (info, connection, active):
+        assert result.code == 0, result.err
+    assert info.json() == await raw_get(quick, f"/rooms/v2/{quick.app_id}/info/{rid}")
+    assert connection.json() == await raw_get(
+        quick, f"/rooms/v2/{quick.app_id}/connectioninfo/{rid}"
+    )
+    assert info.json()["roomConfig"] == '{"mode": "duel"}'
+    assert rid in active.out and "| active" in active.out
+    destroyed = await cli(quick, "rooms", "destroy", rid)
+    assert destroyed.code == 0 and rid in destroyed.out
+    inactive = await asyncio.to_thread(inproc, quick, "rooms", "list", pid, "--inactive", "--json")
+    assert [r["roomId"] for r in inactive.json()] == [rid]
+    async with quick.client() as client:
+        await client.processes.stop_process(pid)
+
+
+# -- exit statuses --------------------------------------------------------------------
+
+
+async def test_exit_1_is_an_api_error_on_stderr_with_nothing_on_stdout(quick: Fake) -> None:
+    results = await asyncio.gather(
+        cli(quick, "processes", "info", "no-such-process", "--json"),
+        cli(quick, "processes", "list", env=quick.env(HATHORA_TOKEN="wrong-token")),
+    )
+    for result in results:
+        assert result.code == 1 and result.out == ""
+        assert result.err.startswith("hathora-async: error: HTTP ")
+    assert "404" in results[0].err
+    assert "401" in results[1].err and "HATHORA_TOKEN" in results[1].err
+
+
+def test_more_api_errors_exit_1(quick: Fake, inproc: Callable[..., Result]) -> None:
+    for args in (("rooms", "info", "no-such-room"), ("processes", "list", "--app-id", "app-x")):
+        result = inproc(quick, *args)
+        assert result.code == 1 and result.out == "" and "404" in result.err
+    # A wrong app id is named as the likely cause.
+    assert "HATHORA_APP_ID" in result.err
+
+
+async def test_exit_2_is_a_usage_or_configuration_error(quick: Fake) -> None:
+    no_token = quick.env()
+    del no_token["HATHORA_TOKEN"]
+    missing, infinite = await asyncio.gather(
+        cli(quick, "processes", "list", env=no_token),
+        cli(quick, "processes", "wait", "x", "--timeout", "inf"),
+    )
+    assert missing.code == infinite.code == 2
+    assert missing.out == infinite.out == ""
+    assert "HATHORA_TOKEN is not set" in missing.err
+    assert "finite" in infinite.err
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("preallocate", "Seattle"), "REGION=N"),
+        (("processes", "wait", "x", "--timeout", "-1"), "must be > 0"),
+        (("processes", "info", ".."), "process_id"),  # refused before any I/O
+        (("processes", "create", "a/b"), "invalid region"),
+        (("rooms", "info", "a b"), "room_id"),
+        (("demo", "--regions", "Seattle,Atlantis"), "unknown region"),
+        (("demo", "--timeout", "nan"), "finite"),
+        (("fake", "--boot-delay", "inf"), "finite"),
+        (("fake", "--boot-failure-rate", "2"), "must be <= 1"),
+        (("fake", "--port", "70000"), "port"),
+        (("processes", "list", "--base-url", "ftp://example"), "base_url"),
+        ((), "COMMAND"),
+    ],
+)
+def test_more_usage_errors_exit_2(
+    quick: Fake, inproc: Callable[..., Result], args: tuple[str, ...], says: str
+) -> None:
+    result = inproc(quick, *args)
+    assert result.code == 2 and result.out == "" and says in result.err
+
+
+def test_a_missing_app_id_is_named(quick: Fake, inproc: Callable[..., Result]) -> None:
+    result = inproc(quick, "processes", "list", app_id=None)
+    assert result.code == 2 and "HATHORA_APP_ID is not set" in result.err
+
+
+async def test_exit_3_is_a_timeout_or_a_connection_failure(quick: Fake, slow: Fake) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        nobody = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    async with slow.client() as client:
+        booting = await client.processes.create_process("Mumbai")
+        unreachable, timed_out = await asyncio.gather(
+            cli(quick, "processes", "list", "--base-url", nobody),
+            cli(slow, "processes", "wait", booting.process_id, "--timeout", "0.3"),
+        )
+        await client.processes.stop_process(booting.process_id)
+    assert unreachable.code == 3 and unreachable.out == ""
+    assert "cannot reach" in unreachable.err
+    assert timed_out.code == 3 and timed_out.out == ""
+    assert f"process {booting.process_id} not running after 0.3s" in timed_out.err
+
+
+# -- preallocate ----------------------------------------------------------------------
+
+
+async def test_preallocate_json_and_a_partial_failure(quick: Fake) -> None:
+    fast = ("--poll-interval", "0.05")
+    ready, partial = await asyncio.gather(
+        cli(quick, "preallocate", "Chicago=2", "Dallas=1", "--json", *fast),
+        cli(quick, "preallocate", "Frankfurt=1", "Atlantis=1", *fast),
+    )
+    assert ready.code == 0, ready.err
+    result = ready.json()
+    assert set(result) >= {"created", "ready", "failed", "strays"}
+    assert len(result["created"]) == 3 and result["failed"] == [] and result["strays"] == []
+    assert sorted(p["processId"] for p in result["ready"]) == sorted(result["created"])
+    assert all(set(p) == PROCESS_KEYS and p["status"] == "running" for p in result["ready"])
+    # Some slots failed (a region the fake does not serve): 4, and the table is printed.
+    assert partial.code == 4, partial.err
+    assert "| Frankfurt" in partial.out and "| Atlantis" in partial.out
+    assert "failed: Atlantis" in partial.err and "404" in partial.err
+    await _stop_live(quick, ["Chicago", "Dallas", "Frankfurt"], expected=4)
+
+
+async def test_preallocate_without_waiting(quick: Fake, inproc: Callable[..., Result]) -> None:
+    unwaited = await asyncio.to_thread(
+        inproc, quick, "preallocate", "Sao_Paulo=2", "--no-wait", "--json"
+    )
+    assert unwaited.code == 0, unwaited.err
+    assert len(unwaited.json()["starting"]) == 2 and unwaited.json()["ready"] == []
+    await _stop_live(quick, ["Sao_Paulo"], expected=2)
+
+
+@pytest.mark.parametrize(
+    ("signum", "regions"),
+    [
+        (signal.SIGINT, ["Tokyo", "Sydney"]),
+        (signal.SIGTERM, ["Singapore"]),
+        (signal.SIGHUP, ["Johannesburg"]),
+    ],
+)
+async def test_an_interrupted_preallocate_stops_everything_it_created(
+    slow: Fake, signum: signal.Signals, regions: list[str]
+) -> None:
+    plan = [f"{region}=2" for region in regions]
+    run = spawn(slow, "preallocate", *plan)
+    await asyncio.to_thread(run.wait_for, "err", lambda line: "all creates answered" in line)
+    assert len(await live_processes(slow, regions)) == 2 * len(regions)
+    run.popen.send_signal(signum)
+    done = _check_no_token(await asyncio.to_thread(run.finish), slow.token)
+    assert done.code == 130, done.err
+    assert done.out == ""
+    assert f"nothing it created is left running ({2 * len(regions)} processes created)" in done.err
+    assert await live_processes(slow, regions) == []
+
+
+# -- pool -----------------------------------------------------------------------------
+
+
+def _filled(line: str) -> bool:
+    regions = json.loads(line)["regions"].values()
+    return all(r["starting"] + r["idle"] == r["target"] for r in regions)
+
+
+async def test_an_interrupted_pool_stops_what_it_made(slow: Fake) -> None:
+    region = "Dubai"
+    run = spawn(slow, "pool", f"{region}=2", "--poll-interval", "0.1", "--json")
+    await asyncio.to_thread(run.wait_for, "out", _filled)
+    assert len(await live_processes(slow, [region])) == 2
+    run.popen.send_signal(signal.SIGINT)
+    done = _check_no_token(await asyncio.to_thread(run.finish), slow.token)
+    assert done.code == 130, done.err
+    assert "nothing it created is left running" in done.err
+    assert await live_processes(slow, [region]) == []
+    snapshots = [json.loads(line) for line in done.out.splitlines()]
+    assert snapshots[0]["regions"][region]["target"] == 2
+
+
+async def test_a_pool_with_keep_leaves_its_processes_and_names_them(slow: Fake) -> None:
+    run = spawn(slow, "pool", "Washington_DC=1", "--poll-interval", "0.1", "--keep", "--json")
+    await asyncio.to_thread(run.wait_for, "out", _filled)
+    run.popen.send_signal(signal.SIGTERM)
+    done = _check_no_token(await asyncio.to_thread(run.finish), slow.token)
+    assert done.code == 130, done.err
+    left = await live_processes(slow, ["Washington_DC"])
+    assert len(left) == 1 and left[0] in done.err and "may still run" in done.err
+    async with slow.client() as client:
+        await client.processes.stop_process(left[0])
+
+
+# -- second and third interrupts ------------------------------------------------------
+
+
+@pytest.fixture
+async def slow_stops() -> AsyncIterator[tuple[Fake, FakeHathora]]:
+    """A fake in this process (serving while the test waits in threads) whose next four
+    stops each take 3 s: a clean-up slow enough to interrupt, everything else at once."""
+    async with FakeHathora(boot_delay=120.0, seed=4) as server:
+        server.faults.add("stop_process", Fault(latency=3.0), times=4)
+        yield Fake(None, server.url, server.token, server.app_id), server
+
+
+def _alive(server: FakeHathora, region: str) -> list[str]:
+    return [
+        p["processId"]
+        for p in server.processes()
+        if p["region"] == region and p["status"] in ("starting", "running")
+    ]
+
+
+async def _interrupt_twice(fake: Fake, server: FakeHathora) -> None:
+    run = spawn(fake, "preallocate", "Los_Angeles=2", "--plain")
+    await asyncio.to_thread(run.wait_for, "err", lambda line: "all creates answered" in line)
+    run.popen.send_signal(signal.SIGINT)
+    await asyncio.to_thread(run.wait_for, "err", lambda line: "SIGINT: ending" in line)
+    run.popen.send_signal(signal.SIGINT)  # while the stops are under way
+    done = _check_no_token(await asyncio.to_thread(run.finish), fake.token)
+    assert done.code == 130, done.err
+    assert "still stopping what this command created (2 processes not yet stopped)" in done.err
+    assert "nothing it created is left running (2 processes created)" in done.err
+    assert _alive(server, "Los_Angeles") == []
+
+
+async def _interrupt_thrice(fake: Fake, server: FakeHathora) -> None:
+    run = spawn(fake, "preallocate", "London=2", "--plain")
+    await asyncio.to_thread(run.wait_for, "err", lambda line: "all creates answered" in line)
+    run.popen.send_signal(signal.SIGINT)
+    await asyncio.to_thread(run.wait_for, "err", lambda line: "SIGINT: ending" in line)
+    run.popen.send_signal(signal.SIGTERM)
+    await asyncio.to_thread(run.wait_for, "err", lambda line: "still stopping" in line)
+    run.popen.send_signal(signal.SIGINT)
+    done = _check_no_token(await asyncio.to_thread(run.finish), fake.token)
+    assert done.code == 130, done.err
+    assert "giving up" in done.err
+    # The stops were cut short: both processes still run, named with how to stop them.
+    left = _alive(server, "London")
+    assert len(left) == 2 and all(pid in done.err for pid in left)
+    assert "processes stop ID" in done.err
+
+
+async def test_a_second_interrupt_lets_the_clean_up_finish_a_third_gives_up(
+    slow_stops: tuple[Fake, FakeHathora],
+) -> None:
+    # Both at once, in different regions: each spends its time waiting on the slow stops.
+    await asyncio.gather(_interrupt_twice(*slow_stops), _interrupt_thrice(*slow_stops))
+
+
+# -- fake and demo --------------------------------------------------------------------
+
+
+async def test_the_fake_command_serves_until_sigterm_and_explains_a_taken_port(
+    quick: Fake,
+) -> None:
+    run = Proc([*CLI, "fake", "--port", "0"], _env())
+    own = await asyncio.to_thread(_ready, run)
+    taken = await cli(None, "fake", "--port", str(quick.port))
+    assert taken.code == 2 and "Traceback" not in taken.err
+    assert f"cannot listen on 127.0.0.1:{quick.port}" in taken.err and "--port" in taken.err
+    async with own.client() as client:
+        assert await client.processes.get_latest_processes() == []
+    _stop_fake(own)
+
+
+def test_the_fakes_own_command_line_explains_a_taken_port(
+    quick: Fake, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert fake_main(["--port", str(quick.port)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{quick.port}" in err and "Traceback" not in err
+
+
+async def test_the_demo_stops_early_on_a_refused_token(quick: Fake) -> None:
+    refused = await cli(quick, "demo", env=quick.env(HATHORA_TOKEN="wrong-token"))
+    assert refused.code == 1
+    assert refused.err.count("error:") == 1 and "401" in refused.err
+    assert "Pre-allocating" not in refused.out  # nothing was attempted
+
+
+async def test_the_demo_says_when_it_talks_to_a_local_server(quick: Fake) -> None:
+    done = await cli(quick, "demo", "--per-region", "2", "--regions", "Seattle", "--plain")
+    assert done.code == 0, done.err
+    assert f"Using a local server at {quick.url}" in done.out
+    assert "real Hathora API" not in done.out
+    assert "Pre-allocating 2 processes" in done.out  # no cap: nothing is billed
+    assert "Stopped 2 of 2 processes created." in done.out
+
+
+async def test_sigterm_during_the_demo_stops_what_it_created() -> None:
+    run = Proc([*CLI, "demo", "--per-region", "1", "--plain"], _env())
+    await asyncio.to_thread(run.wait_for, "out", lambda line: "all creates answered" in line)
+    run.popen.send_signal(signal.SIGTERM)
+    done = await asyncio.to_thread(run.finish)
+    assert done.code == 130, done.err
+    assert "Cancelled: stopped 14 of 14 created." in done.out
+    assert "nothing it created is left running (14 processes created)" in done.err
