@@ -120,3 +120,7 @@ LIVE_MIN_COLUMNS = 30
 LIVE_MIN_ROWS = 4
 # Room configs longer than this are cut in tables (--json shows them whole).
 TABLE_MAX_CELL = 40
+
+# ThreadedFake (and so the pytest plugin): the longest a start, a stop or an admin
+# call waits for the fake's own thread; far above what loopback needs, well below CI's.
+FAKE_THREAD_TIMEOUT = 30.0
