@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any, Protocol, TypeVar
 
+from ._budget import SendBudget
 from ._http import CallOptions, Endpoint, Query
 from ._recent import RecentCreates
 from .models import ApiResponse, ProcessStatus, ProcessV2, Region
@@ -87,6 +88,10 @@ class ApiClient(Transport, Protocol):
     @property
     def closed(self) -> bool:
         """True once the client is closed: no call can succeed."""
+
+    @property
+    def _budget(self) -> SendBudget:
+        """The send budget, shared with the client's siblings (issue 12)."""
 
     def with_options(
         self,

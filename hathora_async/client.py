@@ -347,6 +347,10 @@ class HathoraClient:
         return self._options.retry
 
     @property
+    def _budget(self) -> SendBudget:
+        return self._transport.budget
+
+    @property
     def rate_limit_state(self) -> RateLimitState:
         """The send budget now: pace, 429s seen, pause (shared with siblings; no I/O)."""
         return self._transport.budget.state()

@@ -398,7 +398,7 @@ class _Preallocation:
             process: ProcessV2 | None
             try:
                 # Send budget (issue 12): the create's deadline starts when its turn comes.
-                async with self.client._transport.budget.turn(self.pause_create):
+                async with self.client._budget.turn(self.pause_create):
                     started = self.clock()
                     process = await self.create(region, app_id=self.app_id)
             except HathoraError as exc:
@@ -566,7 +566,7 @@ class _Preallocation:
         cancellation gives up waiting.
         """
         self.stopping = True
-        budget = self.client._transport.budget
+        budget = self.client._budget
         for task in list(self.tasks.tasks):
             if task not in self.in_create:
                 task.cancel()
