@@ -77,6 +77,14 @@ class FakeHathora:
       far ahead of (or behind) the machine's. Every timestamp it reports
       (``createdAt``, ``startedAt``, ``stoppingAt``, ``terminatedAt``, room
       allocation times, the ``Date`` header) is shifted by it.
+
+    Like a real server, the fake carries out a request that changes state
+    (a create, stop, destroy or config update: any method but GET) once it has
+    arrived, even if the client hangs up meanwhile (its timeout fires during
+    ``latency``, it is cancelled, it closes): the process or room is made, and
+    only the answer is lost, so an outcome-unknown create leaves something to
+    reconcile. Reads stop as soon as their client is gone. ``close()`` cancels
+    the actions still running.
     """
 
     def __init__(
@@ -127,6 +135,8 @@ class FakeHathora:
         self._port = port
         self._runner: web.AppRunner | None = None
         self._rooms = RoomBook(self.world)
+        # Actions that go on after their client hung up, until they end or close().
+        self._acting: set[asyncio.Task[web.StreamResponse]] = set()
         self.app = self._build_app()
 
     # -- server lifecycle --------------------------------------------------
@@ -176,6 +186,10 @@ class FakeHathora:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
+        acting = list(self._acting)
+        for task in acting:
+            task.cancel()
+        await asyncio.gather(*acting, return_exceptions=True)
 
     async def __aenter__(self) -> FakeHathora:
         await self.start()
@@ -269,7 +283,16 @@ class FakeHathora:
         self.faults.routes.add(name)
 
         async def handle(request: web.Request) -> web.StreamResponse:
-            return await self._serve(request, name, action)
+            if request.method == "GET":
+                return await self._serve(request, name, action)
+            # Accepted (with its body, kept by aiohttp for the action): it acts even
+            # if the client hangs up (handler_cancellation cancels this handler
+            # then, not the shielded task).
+            await request.read()
+            task = asyncio.ensure_future(self._serve(request, name, action))
+            self._acting.add(task)
+            task.add_done_callback(self._acting.discard)
+            return await asyncio.shield(task)
 
         return handle
 
