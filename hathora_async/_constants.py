@@ -105,6 +105,9 @@ DEFAULT_LEASE_TTL = 5.0
 LEASE_SAFETY_FRACTION = 0.2
 # A replica's membership lapses after this many lease periods without a heartbeat.
 MEMBER_TTL_LEASES = 3
+# A leaving replica counts as remaining only replicas that heartbeated within
+# this many lease periods (a crashed one stops counting sooner than it lapses).
+LEAVE_FRESH_LEASES = 2
 # Records, targets, snapshot and fence outlive the pool's last write by this much
 # (then the pool is long dead and Hathora's idle reaper has stopped its processes).
 DEFAULT_POOL_STATE_TTL = 24 * 3600.0
@@ -121,3 +124,7 @@ LIVE_MIN_COLUMNS = 30
 LIVE_MIN_ROWS = 4
 # Room configs longer than this are cut in tables (--json shows them whole).
 TABLE_MAX_CELL = 40
+
+# ThreadedFake (and so the pytest plugin): the longest a start, a stop or an admin
+# call waits for the fake's own thread; far above what loopback needs, well below CI's.
+FAKE_THREAD_TIMEOUT = 30.0

@@ -46,9 +46,6 @@ import attrs
 from . import _constants as C
 from .models import ProcessStatus, ProcessV2, Region
 
-# Part 2 moves RegionCounts here (pool.py will import this module).
-from .pool import RegionCounts
-
 __all__ = [
     "Actions",
     "Adoption",
@@ -67,6 +64,24 @@ __all__ = [
 ]
 
 State = Literal["starting", "idle", "busy", "ended"]
+
+
+@attrs.frozen
+class RegionCounts:
+    """A pool's processes in one region, for metrics.
+
+    ``starting``, ``idle`` (running, no rooms) and ``busy`` (hosting rooms, or
+    draining) count processes the pool tracks now. ``failed`` counts, since
+    the pool's state was created, its processes that ended without the pool
+    stopping them: failed to boot, crashed, reaped when idle, stopped
+    elsewhere, or lost from reads.
+    """
+
+    starting: int = 0
+    idle: int = 0
+    busy: int = 0
+    failed: int = 0
+
 
 # A process in one of these is gone for good. Draining is not: it still hosts
 # rooms, so it counts as busy until it stops.
@@ -372,12 +387,16 @@ def reconcile(
         limit = rules.limit(region)
         # A record under a 404 run cannot be read again before stopping, nor be
         # relied on: trim among the others, keeping ``limit`` of them.
+        # Sorting is stable: equal times keep the records' order (the order they were made).
         idle = sorted(
-            (r.created_at, r.process_id)
-            for r in kept.values()
-            if r.region == region and r.state == "idle" and r.missing_since is None
+            (
+                r
+                for r in kept.values()
+                if r.region == region and r.state == "idle" and r.missing_since is None
+            ),
+            key=lambda r: r.created_at,
         )
-        stops.extend(pid for _, pid in idle[: max(0, len(idle) - limit)])
+        stops.extend(r.process_id for r in idle[: max(0, len(idle) - limit)])
 
     return Actions(
         creates=creates,

@@ -226,12 +226,14 @@ async def keep_lease(
     *,
     interval: float | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    tried: asyncio.Event | None = None,
 ) -> NoReturn:
     """Heartbeat and take or renew the lease every ``interval`` seconds, forever.
 
     The default interval, a third of the lease, renews twice before the local
     deadline even when one renewal is lost. Store errors are logged when the
     state changes and retried at the next tick; cancel the task to stop.
+    ``tried`` is set once the first attempt has ended (led or not).
     """
     tick = store.lease_ttl / 3 if interval is None else interval
     if not math.isfinite(tick):  # an in-memory lease never lapses: one acquire is enough
@@ -246,6 +248,10 @@ async def keep_lease(
             if not failing:
                 logger.warning("warm pool %s: store unavailable: %s", store.name, exc)
             failing = True
+        except Exception:
+            # A bug must not silently end this replica's bid for the lease.
+            logger.exception("warm pool %s: lease upkeep failed", store.name)
+            failing = True
         else:
             if failing:
                 logger.info("warm pool %s: store reachable again", store.name)
@@ -258,4 +264,6 @@ async def keep_lease(
                 store.replica_id,
                 "leads" if leading else "no longer leads",
             )
+        if tried is not None:
+            tried.set()
         await sleep(tick)

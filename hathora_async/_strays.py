@@ -31,9 +31,9 @@ from .models import ProcessStatus, ProcessV2, Region
 from .waiting import TERMINAL_STATUSES
 
 if TYPE_CHECKING:
-    from .client import HathoraClient
+    from ._api import ApiClient
 
-__all__ = ["StrayLook", "list_strays", "send_on_server_clock"]
+__all__ = ["StrayLook", "list_strays", "send_on_server_clock", "server_date"]
 
 
 @attrs.frozen
@@ -54,7 +54,8 @@ class StrayLook:
     listed: frozenset[str]
 
 
-def _server_date(headers: Mapping[str, str]) -> datetime | None:
+def server_date(headers: Mapping[str, str]) -> datetime | None:
+    """The answer's ``Date`` header as an aware datetime, or None (absent, unreadable)."""
     value = headers.get("Date")
     if not value:
         return None
@@ -72,7 +73,7 @@ def send_on_server_clock(headers: Mapping[str, str], age: float) -> tuple[dateti
     process the create made has ``createdAt >= cutoff``; ``estimate`` is a
     little later (the allowance for clock spread, or skew without a ``Date``).
     """
-    date = _server_date(headers)
+    date = server_date(headers)
     if date is None:
         estimate = datetime.now(timezone.utc) - timedelta(seconds=age)
         return estimate, estimate - timedelta(seconds=C.STRAY_CLOCK_SKEW)
@@ -81,7 +82,7 @@ def send_on_server_clock(headers: Mapping[str, str], age: float) -> tuple[dateti
 
 
 async def list_strays(
-    client: HathoraClient,
+    client: ApiClient,
     region: Region,
     *,
     sent: float,

@@ -1,81 +1,93 @@
-"""``WarmPool``: keep idle running processes ready in each region."""
+"""``WarmPool``: keep idle running processes ready in each region.
+
+The pool is three parts: the reconciler (``_reconcile``: a pure function from
+observed state and targets to actions), the store (``_store``: where the
+records, create intents, counts and the lease live; in memory, or in Redis
+for many replicas) and this driver, the only part doing I/O. A single pool
+and the leader of many replicas run the same code against different stores.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING
 
 import attrs
 
 from . import _constants as C
-from ._strays import list_strays
+from ._reconcile import (
+    CreateIntent,
+    ProcessRecord,
+    RegionCounts,
+    Rules,
+    exit_stops,
+    new_intent,
+    reconcile,
+    record_of,
+    regions_to_list,
+    tally,
+)
+from ._store import (
+    Commit,
+    FencedOutError,
+    MemoryPoolStore,
+    PoolState,
+    PoolStore,
+    Snapshot,
+    StoreError,
+    keep_lease,
+)
+from ._strays import send_on_server_clock, server_date
 from .errors import ClientClosedError, HathoraError, NotFoundError, RateLimitedError
-from .models import ProcessStatus, ProcessV2, Region, coerce_region
+from .models import ProcessStatus, Region, coerce_region
 from .prealloc import Plan, _check_limit, check_plan
 from .waiting import _positive_number
 
 if TYPE_CHECKING:
-    from .client import HathoraClient
+    from ._api import ApiClient
 
 __all__ = ["RegionCounts", "WarmPool"]
 
 logger = logging.getLogger(C.LOGGER_NAME)
 
-# A tracked process in one of these is gone for good. Draining is not: it still
-# hosts rooms, so it counts as busy until it stops.
-_GONE = frozenset({ProcessStatus.FAILED, ProcessStatus.STOPPING, ProcessStatus.STOPPED})
-# The only statuses in which a process is spare capacity, and so the pool's to stop.
-_LIVE = frozenset({ProcessStatus.STARTING, ProcessStatus.RUNNING})
-
-
-@attrs.frozen
-class RegionCounts:
-    """A pool's processes in one region, for metrics.
-
-    ``starting``, ``idle`` (running, no rooms) and ``busy`` (hosting rooms, or
-    draining) count processes the pool tracks now. ``failed`` counts, since
-    the pool started, its processes that ended without the pool stopping them:
-    failed to boot, crashed, reaped when idle, or stopped elsewhere.
-    """
-
-    starting: int = 0
-    idle: int = 0
-    busy: int = 0
-    failed: int = 0
-
 
 @attrs.define
-class PoolRecord:
-    """What a pool knows about one process it made (or adopted).
+class _Ledger:
+    """What part of a pass changed, to write to the store in one commit.
 
-    ``created_at`` and ``last_seen`` are readings of the client's monotonic
-    clock: when its create answered (or it was adopted), and when a read last
-    found it (None: never). ``process`` is the last state seen: the create's
-    answer at first, None when the process is known by id only (a create
-    whose answer could not be read whole but named it).
+    Changes apply at once to ``records``, the pool's working view (what
+    ``process_ids()`` shows while the pass runs).
     """
 
-    process_id: str
-    region: Region
-    created_at: float
-    process: ProcessV2 | None = None
-    last_seen: float | None = None
+    records: dict[str, ProcessRecord]
+    put: dict[str, ProcessRecord] = attrs.field(factory=dict)
+    drop: set[str] = attrs.field(factory=set)
+    drop_intents: set[str] = attrs.field(factory=set)
+    failed: Counter[Region] = attrs.field(factory=Counter)
 
-    @property
-    def state(self) -> str:
-        """``starting``, ``idle`` or ``busy``: how the pool counts it."""
-        if self.process is None:
-            return "starting"  # not seen yet: may boot, is no spare capacity
-        status = self.process.status
-        # A room can be placed on a process still booting: that one is not capacity.
-        if status not in _LIVE or self.process.rooms_allocated:
-            # Hosting rooms, draining, or a status newer than this client: not gone.
-            return "busy"
-        return "starting" if status == ProcessStatus.STARTING else "idle"
+    def keep(self, record: ProcessRecord) -> None:
+        self.put[record.process_id] = record
+        self.records[record.process_id] = record
+
+    def forget(self, record: ProcessRecord, *, failed: bool = False) -> None:
+        self.put.pop(record.process_id, None)
+        self.drop.add(record.process_id)
+        self.records.pop(record.process_id, None)
+        if failed:
+            self.failed[record.region] += 1
+
+
+def _missing(record: ProcessRecord) -> ProcessRecord:
+    """A 404 for ``record``: a run of 404s began when it was last seen (or made)."""
+    if record.missing_since is not None:
+        return record
+    return attrs.evolve(record, missing_since=record.seen_at)
 
 
 class WarmPool:
@@ -97,14 +109,24 @@ class WarmPool:
     client does: the task ends, ``last_error`` is the ``ClientClosedError``
     and ``wait_ready()`` raises it.
 
+    **Many replicas.** With ``store=`` a ``hathora_async.redis.RedisPoolStore``,
+    replicas of one matchmaker share one pool: the replica holding the lease
+    (``is_leader``) reconciles, the others read the leader's counts
+    (``snapshot()``, ``ready``, ``process_ids()`` are the same everywhere) and
+    take over within about two leases when it dies. Every create is written
+    down as an intent before it is sent, so a successor adopts what a dead
+    leader made. Store errors are backed off like API errors. Without
+    ``store=`` the pool keeps its state in memory (``MemoryPoolStore``).
+
     The pool never forgets a process it made until it has seen it stopped
     (or failed) or has stopped it itself. Hathora's reads can lag behind its
     creates, so a 404 for a process less than ``READ_AFTER_CREATE_GRACE``
-    (15 s, on the client's clock) after its create answered means "not
-    visible yet": the process is kept (counted as starting) and polled again.
-    A process still not found after that, or found missing by a stop, is one
-    the pool has lost track of: it logs its id at WARNING, tries to stop it
-    anyway, and lists it in ``lost_process_ids()``.
+    (15 s) after it was last seen (or its create answered) means "not
+    visible yet": the process is kept with its last known state (it is not
+    trimmed meanwhile) and polled again. A process still not found after that,
+    or found missing by a stop, is one the pool has lost track of: it logs its
+    id at WARNING, tries to stop it anyway, and lists it in
+    ``lost_process_ids()``.
 
     A create whose outcome is unknown (the answer was lost after sending) may
     still have made a process. Later passes (and the exit) list that region's
@@ -118,29 +140,30 @@ class WarmPool:
     process made in the same region after the create (or up to about two
     seconds before it) looks the same and may be adopted instead; if more than
     10 processes are made in the region after the create, its process may be
-    out of the listing's sight and is left to Hathora's idle reaper (logged at
-    WARNING).
+    out of the listing's sight and is left to Hathora's idle reaper.
 
     ``concurrency`` bounds the pool's requests in flight. ``sleep`` is the
     pool's own wait between passes (default ``asyncio.sleep``, not the
     client's, so a test clock on the client does not spin the pool).
 
-    On exit the pool lets a pass in progress finish, then, with
-    ``stop_on_exit``, stops its starting and idle processes, including those
-    reads do not show yet (a stop answered 404 within the grace window is
-    tried again until it ends, so an exit can take up to that long). Busy processes
-    host matches, so they are left running unless ``stop_busy_on_exit``;
-    Hathora stops them once idle. Since a match may have landed after the
-    last pass, each process is read again right before it is stopped (on exit
-    and when trimming) and spared if it now has rooms or is no longer starting
-    or running; a match landing in the few milliseconds between that read and
-    the stop cannot be seen. Processes the exit could not stop (API errors, a
-    closed client) are logged at WARNING by id and stay in ``process_ids()``.
+    On exit the pool lets a pass in progress finish. A replica that leaves
+    while others remain hands the lease over and stops nothing. The last one
+    (or a single pool), with ``stop_on_exit``, stops the pool's starting and
+    idle processes, including those reads do not show yet (a stop answered
+    404 within the grace window is tried again until it ends, so an exit can
+    take up to that long). Busy processes host matches, so they are left
+    running unless ``stop_busy_on_exit``; Hathora stops them once idle. Since
+    a match may have landed after the last pass, each process is read again
+    right before it is stopped (on exit and when trimming) and spared if it
+    now has rooms or is no longer starting or running; a match landing in the
+    few milliseconds between that read and the stop cannot be seen. Processes
+    the exit could not stop (API errors, a closed client) are logged at
+    WARNING by id and stay in ``process_ids()``.
     """
 
     def __init__(
         self,
-        client: HathoraClient,
+        client: ApiClient,
         targets: Plan,
         *,
         max_per_region: int | Plan | None = None,
@@ -151,9 +174,12 @@ class WarmPool:
         stop_busy_on_exit: bool = False,
         app_id: str | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        store: PoolStore | None = None,
     ) -> None:
         self._targets = check_plan(targets)
         self._max = self._check_max(max_per_region)
+        grace = C.READ_AFTER_CREATE_GRACE  # read now: tests shorten it
+        self._rules = Rules(self._targets, self._max, intent_grace=grace, give_up_missing=grace)
         self._poll_interval = _positive_number(poll_interval, "poll_interval")
         self._max_backoff = max(_positive_number(max_backoff, "max_backoff"), self._poll_interval)
         _check_limit(concurrency, "concurrency")
@@ -164,20 +190,30 @@ class WarmPool:
         self._stop_on_exit = stop_on_exit
         self._stop_busy_on_exit = stop_busy_on_exit
         self._sleep = sleep
-        self._tracked: dict[str, PoolRecord] = {}
+        self._store: PoolStore = store if store is not None else MemoryPoolStore()
+        self._clock = client._options.clock
+        # The pool's "now" is epoch seconds (records are shared by replicas),
+        # advancing with the client's clock (so a test clock drives it too).
+        self._epoch = time.time() - self._clock()
+        # The latest Date header seen, and when (client clock): the server's clock.
+        self._server: tuple[float, float] | None = None
+        # The last state read or written: what snapshot() and friends report.
+        self._records: dict[str, ProcessRecord] = {}
+        self._counts: dict[Region, RegionCounts] = {}
         # Processes the pool lost track of, and whether a stop of each was confirmed.
         self._lost: dict[str, bool] = {}
-        self._failed: Counter[Region] = Counter()
+        # Intents whose create this replica is sending, and when each left (client clock).
+        self._in_flight: set[str] = set()
+        self._sent: dict[str, float] = {}
+        # Ids listings showed that fit an intent but were not taken: others'.
+        self._not_ours: set[str] = set()
+        self._mismatch_logged = False
         self._delay = self._poll_interval
         self._retry_after: float | None = None
-        # When (client clock) each create with an unknown outcome was sent, per
-        # region, until its stray is found or the grace window ends.
-        self._unknown: dict[Region, list[float]] = {}
-        # Per region, ids listings showed that the pool did not adopt: others'.
-        self._seen: dict[Region, set[str]] = {}
         # Set when the client was closed: the background task has ended.
         self._ended: ClientClosedError | None = None
         self._task: asyncio.Task[None] | None = None
+        self._lease: asyncio.Task[None] | None = None
         self._lock: asyncio.Lock | None = None
         self._changed: asyncio.Condition | None = None
         self._limit: asyncio.Semaphore | None = None
@@ -185,9 +221,9 @@ class WarmPool:
         self._closing = False
         self._closed = False
         self.errors = 0
-        """API errors met since the pool started."""
+        """API and store errors met since the pool started."""
         self.last_error: HathoraError | None = None
-        """The most recent API error, or None."""
+        """The most recent API or store error, or None."""
 
     def _check_max(self, max_per_region: int | Plan | None) -> dict[Region, int]:
         if max_per_region is None:
@@ -219,7 +255,22 @@ class WarmPool:
         self._lock = asyncio.Lock()
         self._changed = asyncio.Condition()
         self._limit = asyncio.Semaphore(self._concurrency)
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        loop = asyncio.get_running_loop()
+        tried = asyncio.Event()
+        self._lease = loop.create_task(keep_lease(self._store, tried=tried))
+        # Enter knowing whether this replica leads (one store round trip or two).
+        waiter = loop.create_task(tried.wait())
+        try:
+            await asyncio.wait({self._lease, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+            if not tried.is_set():  # cancelled, or a bug ended the lease task
+                self._lease.cancel()
+                await asyncio.gather(self._lease, return_exceptions=True)
+                self._closed = True
+        if self._lease.done():
+            self._lease.result()  # raises what ended it
+        self._task = loop.create_task(self._run())
         return self
 
     async def __aexit__(
@@ -231,7 +282,7 @@ class WarmPool:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Stop the background task, then stop processes as configured. Safe to call twice."""
+        """Stop the background task, then hand over or stop processes. Safe to call twice."""
         if self._closed:
             return
         self._closing = True
@@ -248,24 +299,83 @@ class WarmPool:
             raise
         finally:
             self._closed = True
+            if self._lease is not None:
+                self._lease.cancel()
+                await asyncio.gather(self._lease, return_exceptions=True)
             if self._changed is not None:
                 async with self._changed:
                     self._changed.notify_all()  # wake wait_ready() callers
+        try:
+            await self._leave()
+        finally:
+            with contextlib.suppress(StoreError):
+                await self._store.release()
+
+    async def _leave(self) -> None:
+        """Hand over to the replicas that remain, or (the last) stop the pool's processes."""
+        store = self._store
+        try:
+            remaining = await store.leave()
+        except StoreError as exc:
+            # Who remains is unknown: stopping could end another replica's pool.
+            logger.warning(
+                "warm pool %s: could not leave the store (%s); stopping nothing", store.name, exc
+            )
+            return
+        if remaining:
+            logger.info(
+                "warm pool %s: replica %s left; %d replica(s) keep the pool",
+                store.name,
+                store.replica_id,
+                remaining,
+            )
+            return
         if not self._stop_on_exit:
             return
-        await self._reconcile_on_exit()
+        fence = await self._lead_for_exit()
+        if fence is None:
+            logger.warning(
+                "warm pool %s: the last replica could not take the lease to stop the pool's "
+                "processes; Hathora's idle reaper stops them",
+                store.name,
+            )
+            return
+        try:
+            await self._stop_everything(fence)
+        except FencedOutError:
+            logger.warning("warm pool %s: another replica took over during the exit", store.name)
+        except StoreError as exc:
+            self._note(exc)
+            logger.warning("warm pool %s: the exit could not finish: %s", store.name, exc)
+
+    async def _lead_for_exit(self) -> int | None:
+        """Take the lease for the exit, waiting out a predecessor's lease; its fence."""
+        deadline = time.monotonic() + 2 * self._store.lease_ttl
+        while True:
+            with contextlib.suppress(StoreError):
+                if await self._store.acquire():
+                    return self._store.fence
+            if time.monotonic() >= deadline:
+                return None
+            await asyncio.sleep(min(0.1, self._store.lease_ttl / 10))
+
+    async def _stop_everything(self, fence: int) -> None:
+        await self._reconcile_on_exit(fence)
+        state = await self._store.load()
+        records = self._records = dict(state.records)
+        ledger = _Ledger(records)
         doomed = [
-            pid
-            for pid, entry in self._tracked.items()
-            if self._stop_busy_on_exit or entry.state != "busy"
+            records[pid] for pid in exit_stops(records.values(), stop_busy=self._stop_busy_on_exit)
         ]
         check = not self._stop_busy_on_exit
-        stopped = await asyncio.gather(*(self._stop_at_exit(pid, check) for pid in doomed))
+        stopped = await asyncio.gather(*(self._stop_at_exit(r, check, ledger) for r in doomed))
         unstopped = [pid for pid, ok in self._lost.items() if not ok]
         again = await asyncio.gather(*(self._stop_now(pid) for pid in unstopped))
         for pid, outcome in zip(unstopped, again, strict=True):
             self._lost[pid] = outcome == "stopped"
-        left = [pid for pid, ok in zip(doomed, stopped, strict=True) if not ok]
+        self._end_pass(records, ledger.failed, self._failed(state))
+        await self._store.commit(self._commit(ledger, fence, snapshot=True), fence=fence)
+        left = [r.process_id for r, ok in zip(doomed, stopped, strict=True) if not ok]
         left += [pid for pid, ok in self._lost.items() if not ok]
         # Never abandon billed processes silently: say which ones still run.
         if left:
@@ -275,21 +385,26 @@ class WarmPool:
                 ", ".join(left),
                 self.last_error,
             )
-        for region, sent in self._unknown.items():
+        regions = Counter(
+            i.region for i in state.intents.values() if i.intent_id not in self._in_flight
+        )
+        for region, count in regions.items():
             logger.warning(
                 "warm pool: could not look for processes that %d create(s) with unknown "
                 "outcome may have made in %s; Hathora's idle reaper stops them",
-                len(sent),
+                count,
                 region.value,
             )
 
-    async def _reconcile_on_exit(self) -> None:
+    async def _reconcile_on_exit(self, fence: int) -> None:
         """Look for strays until found, or until every lost create's grace has ended."""
-        clock = self._client._options.clock
-        while self._unknown:
-            await self._reconcile()
-            latest = max((max(sent) for sent in self._unknown.values()), default=None)
-            if latest is None or clock() >= latest + C.READ_AFTER_CREATE_GRACE:
+        while True:
+            state = await self._store.load()
+            if not regions_to_list(state.intents.values(), self._in_flight):
+                return
+            latest = max(i.sent_at for i in state.intents.values())
+            await self._lead(fence, act=False)
+            if self._now() >= latest + C.READ_AFTER_CREATE_GRACE:
                 return
             await self._client._options.sleep(C.LAG_RETRY_INTERVAL)
 
@@ -323,10 +438,11 @@ class WarmPool:
     # -- the pass ----------------------------------------------------------
 
     async def refresh(self) -> dict[Region, RegionCounts]:
-        """Run one pass now (poll, replace, trim) and return the new ``snapshot()``.
+        """Run one pass now and return the new ``snapshot()``.
 
-        The background task runs the same pass; calls never overlap. Raises
-        ``ClientClosedError`` when the client is (or gets) closed.
+        The leader polls, adopts, replaces and trims; a follower reads the
+        leader's state. The background task runs the same pass; calls never
+        overlap. Raises ``ClientClosedError`` when the client is (or gets) closed.
         """
         if self._lock is None or self._changed is None:
             raise RuntimeError("the WarmPool is not running: use it with 'async with'")
@@ -337,22 +453,170 @@ class WarmPool:
         async with self._lock:
             errors_before = self.errors
             self._retry_after = None
-            await asyncio.gather(*(self._poll(pid) for pid in list(self._tracked)))
-            await self._reconcile()
-            await self._top_up()
-            await self._trim()
+            fence = self._store.fence
+            try:
+                if fence is None:
+                    await self._follow()
+                else:
+                    await self._lead(fence, act=True)
+            except FencedOutError as exc:
+                logger.info("warm pool %s: pass abandoned: %s", self._store.name, exc)
+            except StoreError as exc:
+                self._note(exc)
+                store_failed = True
+            else:
+                store_failed = False
             if self.errors == errors_before:
                 self._delay = self._poll_interval
             else:
                 backoff = min(self._max_backoff, max(self._poll_interval, self._delay * 2))
                 if self._retry_after is not None:
                     backoff = max(backoff, min(self._retry_after, self._max_backoff))
+                if store_failed:
+                    # Leadership moves on the lease's time: a replica that takes the
+                    # lease once the store is back must not sleep through it.
+                    backoff = min(backoff, max(self._poll_interval, self._store.lease_ttl))
                 self._delay = backoff
         async with self._changed:
             self._changed.notify_all()
         if self._client.closed:
             raise ClientClosedError("the HathoraClient was closed: the WarmPool cannot run")
         return self.snapshot()
+
+    async def _follow(self) -> None:
+        """A follower's pass: the leader's records and counts, and nothing else."""
+        state = await self._store.load()
+        self._records = dict(state.records)
+        snap = state.snapshot
+        if snap is None:
+            return
+        self._counts = dict(snap.counts)
+        if not self._mismatch_logged and (
+            snap.targets != self._targets or snap.max_per_region != self._max
+        ):
+            self._mismatch_logged = True
+            logger.warning(
+                "warm pool %s: the leader (%s) keeps targets %s (max %s); this replica was "
+                "given %s (max %s): the leader's apply",
+                self._store.name,
+                snap.leader,
+                _plan(snap.targets),
+                _plan(snap.max_per_region),
+                _plan(self._targets),
+                _plan(self._max),
+            )
+
+    async def _lead(self, fence: int, *, act: bool) -> None:
+        """A leader's pass: poll, list for strays, reconcile, commit; then (``act``) create, trim.
+
+        Every write carries ``fence``: after losing the lease, nothing this
+        pass learnt reaches the store, and nothing more is sent.
+        """
+        state = await self._store.load()
+        records = dict(state.records)
+        polled = await asyncio.gather(*(self._poll(r) for r in records.values()))
+        records = {r.process_id: r for r in polled}
+        intents = dict(state.intents)
+        listings = await self._list(intents)
+        actions = reconcile(
+            self._rules,
+            records,
+            intents.values(),
+            now=self._now(),
+            in_flight=self._in_flight,
+            listings=listings,
+            failed=self._failed(state),
+            not_ours=self._not_ours,
+        )
+        self._not_ours.update(actions.foreign)
+        ledger = _Ledger(records)
+        for record in polled:
+            if record != state.records[record.process_id]:
+                ledger.keep(record)
+        lost = []
+        for drop in actions.drops:
+            if drop.reason == "missing":
+                lost.append(records[drop.process_id])
+            ledger.forget(records[drop.process_id])
+        for adoption in actions.adoptions:
+            ledger.keep(adoption.record)
+            logger.info(
+                "warm pool: adopted process %s in %s, probably made by a create whose "
+                "answer was lost",
+                adoption.record.process_id,
+                adoption.record.region.value,
+            )
+        ledger.drop_intents.update(a.intent_id for a in actions.adoptions)
+        ledger.drop_intents.update(actions.expired)
+        # Before any create leaves, its intent is in the store (the same commit).
+        now, server = self._now(), self._server_now()
+        creates = [
+            new_intent(region, fence=fence, now=now, server_sent=server)
+            for region, n in (actions.creates.items() if act else ())
+            for _ in range(n)
+        ]
+        fixed = [i for i in intents.values() if i != state.intents[i.intent_id]]
+        for iid in ledger.drop_intents:
+            self._sent.pop(iid, None)
+        self._records = records
+        if creates:
+            # The intents must be in the store before their creates leave.
+            first = self._commit(ledger, fence, intents=(*fixed, *creates), snapshot=False)
+            await self._store.commit(first, fence=fence)
+            after, fixed = _Ledger(records), []
+        else:
+            after = ledger  # one write for the whole pass
+        stops = actions.stops if act else ()
+        await asyncio.gather(
+            *(self._lose(record, fence) for record in lost),
+            *(self._create(intent, fence, after) for intent in creates),
+            *(self._trim_one(records[pid], fence, after) for pid in stops),
+        )
+        failed = Counter({r: c.failed for r, c in actions.counts.items()})
+        self._end_pass(records, after.failed, failed)
+        final = self._commit(after, fence, intents=fixed, snapshot=True)
+        await self._store.commit(final, fence=fence)
+
+    def _failed(self, state: PoolState) -> dict[Region, int]:
+        counts = state.snapshot.counts if state.snapshot is not None else self._counts
+        return {region: c.failed for region, c in counts.items()}
+
+    def _end_pass(
+        self,
+        records: dict[str, ProcessRecord],
+        failed_now: Counter[Region],
+        failed: Mapping[Region, int],
+    ) -> None:
+        """Adopt the pass's records and compute the counts to publish."""
+        self._records = records
+        self._counts = tally(records.values(), self._targets, Counter(failed) + failed_now)
+
+    def _commit(
+        self,
+        ledger: _Ledger,
+        fence: int,
+        *,
+        intents: Iterable[CreateIntent] = (),
+        snapshot: bool,
+    ) -> Commit:
+        """The store write for ``ledger``; with ``snapshot``, the counts ``_end_pass`` made."""
+        snap = None
+        if snapshot:
+            snap = Snapshot(
+                counts=dict(self._counts),
+                targets=dict(self._targets),
+                max_per_region=dict(self._max),
+                leader=self._store.replica_id,
+                fence=fence,
+                written_at=self._now(),
+            )
+        return Commit(
+            put_records=tuple(ledger.put.values()),
+            drop_records=tuple(ledger.drop),
+            put_intents=tuple(intents),
+            drop_intents=tuple(ledger.drop_intents),
+            snapshot=snap,
+        )
 
     def _note(self, error: HathoraError) -> None:
         self.errors += 1
@@ -363,194 +627,186 @@ class WarmPool:
             logger.warning("warm pool: %s", error)
 
     def _now(self) -> float:
-        return self._client._options.clock()
+        """The pool's clock: epoch seconds, moving with the client's clock."""
+        return self._epoch + self._clock()
 
-    async def _read(self, process_id: str) -> ProcessV2:
+    def _observe(self, headers: Mapping[str, str]) -> None:
+        date = server_date(headers)
+        if date is not None:
+            self._server = (date.timestamp(), self._clock())
+
+    def _server_now(self) -> float:
+        """The server's clock now, as best known; early rather than late."""
+        if self._server is None:
+            # No Date seen yet: the local clock with the usual allowance for skew.
+            return self._now() - C.STRAY_CLOCK_SKEW + C.STRAY_SERVER_CLOCK_MARGIN
+        date, at = self._server
+        return date + (self._clock() - at)
+
+    def _lag(self, record: ProcessRecord) -> bool:
+        """Whether a 404 for the process may still be read lag (made or seen lately)."""
+        return self._now() < record.seen_at + C.READ_AFTER_CREATE_GRACE
+
+    async def _read(self, process_id: str) -> ProcessRecord:
         """The process as the API sees it now; raises ``NotFoundError`` and the like."""
         assert self._limit is not None
         async with self._limit:
-            return await self._client.processes.get_process_info(process_id, app_id=self._app_id)
+            response = await self._client.processes.get_process_info_with_http_info(
+                process_id, app_id=self._app_id
+            )
+        self._observe(response.headers)
+        return record_of(response.data, now=self._now())
 
-    def _saw(self, record: PoolRecord, process: ProcessV2) -> None:
-        """A read found the process: record it, and forget it once it has ended."""
-        record.process = process
-        record.last_seen = self._now()
-        if process.status in _GONE and self._tracked.pop(record.process_id, None) is not None:
-            self._failed[record.region] += 1
-
-    def _lag(self, record: PoolRecord) -> bool:
-        """Whether a 404 for the process may still be read lag (its create is recent)."""
-        return self._now() < record.created_at + C.READ_AFTER_CREATE_GRACE
-
-    async def _not_found(self, record: PoolRecord) -> None:
-        """A read answered 404: lag while the create is recent, else the pool lost it."""
-        if self._lag(record):
-            logger.debug("warm pool: process %s not visible yet", record.process_id)
-            return
-        self._tracked.pop(record.process_id, None)
-        self._lose(record, "not found", await self._stop_now(record.process_id) == "stopped")
-
-    def _lose(self, record: PoolRecord, why: str, stopped: bool) -> None:
-        self._lost[record.process_id] = stopped
-        logger.warning(
-            "warm pool: lost track of process %s in %s (%s %.0f s after its create); %s",
-            record.process_id,
-            record.region.value,
-            why,
-            self._now() - record.created_at,
-            "stopped it" if stopped else "could not stop it: it may still run, billed",
-        )
-
-    async def _poll(self, process_id: str) -> None:
-        record = self._tracked[process_id]
+    async def _poll(self, record: ProcessRecord) -> ProcessRecord:
         try:
-            process = await self._read(process_id)
+            return await self._read(record.process_id)
         except NotFoundError:
-            await self._not_found(record)
+            logger.debug("warm pool: process %s not visible", record.process_id)
+            return _missing(record)
         except HathoraError as exc:
             self._note(exc)
-        else:
-            self._saw(record, process)
+            return record
 
-    async def _reconcile(self) -> None:
-        """Adopt the processes that creates with an unknown outcome may have made."""
-        pending, self._unknown = self._unknown, {}
-        await asyncio.gather(*(self._adopt(region, sent) for region, sent in pending.items()))
+    async def _list(self, intents: dict[str, CreateIntent]) -> dict[Region, list[ProcessRecord]]:
+        """List the regions where an intent may have made a process; fix this replica's intents.
 
-    async def _adopt(self, region: Region, sent: list[float]) -> None:
-        assert self._limit is not None
-        seen = self._seen.setdefault(region, set())
-        known = {*self._tracked, *self._lost, *seen}
-        try:
-            async with self._limit:
-                look = await list_strays(
-                    self._client, region, sent=min(sent), known=known, app_id=self._app_id
-                )
-        except HathoraError as exc:
-            self._unknown.setdefault(region, []).extend(sent)  # look again next time
-            self._note(exc)
-            return
-        # A create makes one process at most.
-        adopted = look.found[: len(sent)]
-        now = self._now()
-        for process in adopted:
-            pid = process.process_id
-            self._tracked[pid] = PoolRecord(pid, region, now, process, now)
-            logger.info(
-                "warm pool: adopted process %s in %s, probably made by a create whose "
-                "answer was lost",
-                pid,
-                region.value,
-            )
-        # Newer than the sends, yet not taken: others' processes, never to adopt later.
-        seen.update(p.process_id for p in look.found[len(sent) :])
-        # The latest sends are the likeliest to have a process listings do not show yet.
-        rest = sorted(sent)[len(adopted) :]
-        waiting = [t for t in rest if now < t + C.READ_AFTER_CREATE_GRACE]
-        if waiting:
-            self._unknown.setdefault(region, []).extend(waiting)
-        elif rest and look.truncated:
-            logger.warning(
-                "warm pool: over %d processes were created in %s since a create with an "
-                "unknown outcome: a process it made may be out of sight",
-                C.LATEST_PROCESSES_LIMIT,
-                region.value,
-            )
+        An intent this replica sent is placed on the server's clock with the
+        listing's own ``Date`` header and the client's clock (exact whatever
+        the skew), and written back so a successor has it.
+        """
+        regions = regions_to_list(intents.values(), self._in_flight)
+        listings: dict[Region, list[ProcessRecord]] = {}
 
-    async def _top_up(self) -> None:
-        creates = []
-        for region, target in self._targets.items():
-            counts = self._counts(region)
-            creates.extend([region] * max(0, target - counts.idle - counts.starting))
-        await asyncio.gather(*(self._create(region) for region in creates))
+        async def one(region: Region) -> None:
+            assert self._limit is not None
+            try:
+                async with self._limit:
+                    response = await self._client.processes.get_latest_processes_with_http_info(
+                        region=[region], app_id=self._app_id
+                    )
+            except HathoraError as exc:
+                self._note(exc)
+                return
+            self._observe(response.headers)
+            now = self._now()
+            listings[region] = [record_of(p, now=now) for p in response.data]
+            for iid, intent in intents.items():
+                sent = self._sent.get(iid)
+                if intent.region == region and sent is not None:
+                    estimate, _ = send_on_server_clock(response.headers, self._clock() - sent)
+                    intents[iid] = attrs.evolve(intent, server_sent=estimate.timestamp())
 
-    async def _create(self, region: Region) -> None:
+        await asyncio.gather(*(one(region) for region in regions))
+        return listings
+
+    async def _create(self, intent: CreateIntent, fence: int, ledger: _Ledger) -> None:
         assert self._limit is not None
         async with self._limit:
-            sent = self._now()
+            if self._store.fence != fence:
+                return  # no longer leads: the intent is a successor's to settle
+            self._in_flight.add(intent.intent_id)
+            self._sent[intent.intent_id] = self._clock()
             try:
-                process = await self._client.processes.create_process(region, app_id=self._app_id)
+                response = await self._client.processes.create_process_with_http_info(
+                    intent.region, app_id=self._app_id
+                )
             except HathoraError as exc:
                 if exc.process_id is not None:
                     # The answer could not be read whole, yet it named the process: it exists.
+                    now = self._now()
                     pid = exc.process_id
-                    self._tracked[pid] = PoolRecord(pid, region, self._now())
-                elif exc.outcome_unknown:
-                    self._unknown.setdefault(region, []).append(sent)
+                    ledger.keep(
+                        ProcessRecord(pid, intent.region, ProcessStatus.STARTING, 0, now, now)
+                    )
+                    ledger.drop_intents.add(intent.intent_id)
+                elif not exc.outcome_unknown:
+                    ledger.drop_intents.add(intent.intent_id)  # known to have made nothing
+                # Else the intent stays: later passes look for what it made.
                 self._note(exc)
                 return
-        now = self._now()
-        pid = process.process_id
-        self._tracked[pid] = PoolRecord(pid, region, now, process, now)
+            finally:
+                self._in_flight.discard(intent.intent_id)
+        self._observe(response.headers)
+        record = record_of(response.data, now=self._now())
+        self._sent.pop(intent.intent_id, None)
+        ledger.keep(record)
+        ledger.drop_intents.add(intent.intent_id)
 
-    async def _trim(self) -> None:
-        doomed: list[str] = []
-        for region, limit in self._max.items():
-            # Oldest first (creation order breaks ties): the closest to being reaped.
-            idle = [
-                (entry.process.created_at, order, pid)
-                for order, (pid, entry) in enumerate(self._tracked.items())
-                if entry.region == region and entry.state == "idle" and entry.process is not None
-            ]
-            if len(idle) > limit:
-                idle.sort()
-                doomed.extend(pid for _, _, pid in idle[: len(idle) - limit])
-        await asyncio.gather(*(self._trim_one(pid) for pid in doomed))
-
-    async def _trim_one(self, process_id: str) -> None:
+    async def _trim_one(self, record: ProcessRecord, fence: int, ledger: _Ledger) -> None:
         """Stop a surplus idle process, if it still is one.
 
         It is read again first: the pass's poll may be old enough for a match
         to have landed on it since, and stopping it would end that match.
         """
-        record = self._tracked[process_id]
         try:
-            process = await self._read(process_id)
+            fresh = await self._read(record.process_id)
         except NotFoundError:
-            await self._not_found(record)
+            ledger.keep(_missing(record))
             return
         except HathoraError as exc:
             self._note(exc)
             return
-        self._saw(record, process)
-        if process_id not in self._tracked or record.state != "idle":
-            return  # ended on its own, or hosts rooms now: not the pool's to stop
-        outcome = await self._stop_now(process_id)
+        if fresh.state == "ended":
+            ledger.forget(fresh, failed=True)
+            return
+        ledger.keep(fresh)
+        if fresh.state != "idle" or self._store.fence != fence:
+            return  # hosts rooms now, or this replica no longer leads
+        outcome = await self._stop_now(record.process_id)
         if outcome == "stopped":
-            self._tracked.pop(process_id, None)
+            ledger.forget(fresh)
         elif outcome == "missing":
-            await self._not_found(record)
+            ledger.keep(_missing(fresh))
 
-    async def _stop_at_exit(self, process_id: str, check: bool) -> bool:
-        """Stop a tracked process on exit; False when an error left it running.
+    async def _lose(self, record: ProcessRecord, fence: int) -> None:
+        """A process reads have not found for the whole grace: stop it anyway, report it."""
+        leads = self._store.fence == fence
+        stopped = leads and await self._stop_now(record.process_id) == "stopped"
+        self._report_lost(record, "not found", stopped)
+
+    def _report_lost(self, record: ProcessRecord, why: str, stopped: bool) -> None:
+        self._lost[record.process_id] = stopped
+        logger.warning(
+            "warm pool: lost track of process %s in %s (%s %.0f s after it was last seen); %s",
+            record.process_id,
+            record.region.value,
+            why,
+            self._now() - record.seen_at,
+            "stopped it" if stopped else "could not stop it: it may still run, billed",
+        )
+
+    async def _stop_at_exit(self, record: ProcessRecord, check: bool, ledger: _Ledger) -> bool:
+        """Stop a process on exit; False when an error left it running.
 
         With ``check``, read it again first and spare it if it now hosts rooms
         or has ended. One that reads do not show is stopped anyway; a stop
-        answered 404 is tried again while the create is recent (lag).
+        answered 404 is tried again while it may be lag.
         """
-        record = self._tracked[process_id]
         if check:
             try:
-                process = await self._read(process_id)
+                fresh = await self._read(record.process_id)
             except NotFoundError:
                 pass  # not visible (yet): made by the pool, so stopped all the same
             except HathoraError as exc:
                 self._note(exc)
                 return False
             else:
-                self._saw(record, process)
-                if process_id not in self._tracked or record.state == "busy":
+                if fresh.state == "ended":
+                    ledger.forget(fresh, failed=True)
+                    return True
+                ledger.keep(fresh)
+                if fresh.state == "busy":
                     return True
         while True:
-            outcome = await self._stop_now(process_id)
+            outcome = await self._stop_now(record.process_id)
             if outcome == "stopped":
-                self._tracked.pop(process_id, None)
+                ledger.forget(record)
                 return True
             if outcome == "error":
                 return False
             if not self._lag(record):
-                self._tracked.pop(process_id, None)
-                self._lose(record, "not found by a stop", False)
+                ledger.forget(record)
+                self._report_lost(record, "not found by a stop", False)
                 return True  # named by the warning, listed in lost_process_ids()
             await self._client._options.sleep(C.LAG_RETRY_INTERVAL)
 
@@ -574,21 +830,26 @@ class WarmPool:
         """The idle processes wanted per region."""
         return dict(self._targets)
 
-    def _counts(self, region: Region) -> RegionCounts:
-        states = Counter(e.state for e in self._tracked.values() if e.region == region)
-        return RegionCounts(
-            starting=states["starting"],
-            idle=states["idle"],
-            busy=states["busy"],
-            failed=self._failed[region],
-        )
+    @property
+    def is_leader(self) -> bool:
+        """True while this replica holds the pool's lease: it alone creates and stops."""
+        return self._store.is_leader
+
+    @property
+    def store(self) -> PoolStore:
+        """Where the pool's state lives (a ``MemoryPoolStore`` unless one was given)."""
+        return self._store
 
     def snapshot(self) -> dict[Region, RegionCounts]:
-        """Counts per region as of the last pass (cheap; no I/O)."""
-        return {region: self._counts(region) for region in self._targets}
+        """Counts per target region as of the leader's last pass (cheap; no I/O).
+
+        Every replica reports the same counts: a follower's come from the
+        leader's last pass, read at its own last pass.
+        """
+        return {region: self._counts.get(region, RegionCounts()) for region in self._targets}
 
     def lost_process_ids(self) -> list[str]:
-        """Ids of processes the pool lost track of (each logged at WARNING), oldest first.
+        """Ids of processes this replica lost track of (each logged at WARNING), oldest first.
 
         A process the pool made that reads still did not find after the grace
         window, or that a stop did not find: the pool tried to stop it and no
@@ -599,14 +860,15 @@ class WarmPool:
     def process_ids(self, region: Region | str | None = None) -> list[str]:
         """The ids of the processes the pool tracks (in ``region``, if given)."""
         if region is None:
-            return list(self._tracked)
+            return list(self._records)
         wanted = coerce_region(region)
-        return [pid for pid, e in self._tracked.items() if e.region == wanted]
+        return [pid for pid, r in self._records.items() if r.region == wanted]
 
     @property
     def ready(self) -> bool:
         """True when every region has at least its target of idle processes."""
-        return all(self._counts(r).idle >= t for r, t in self._targets.items())
+        counts = self.snapshot()
+        return all(counts[r].idle >= t for r, t in self._targets.items())
 
     async def wait_ready(self, *, timeout: float | None = None) -> None:
         """Wait until ``ready``; ``asyncio.TimeoutError`` after ``timeout`` seconds if given.
@@ -638,3 +900,7 @@ class WarmPool:
     def __repr__(self) -> str:
         targets = ", ".join(f"{r.value}: {t}" for r, t in self._targets.items())
         return f"WarmPool(targets={{{targets}}}, closed={self._closed})"
+
+
+def _plan(plan: Mapping[Region, int]) -> str:
+    return "{" + ", ".join(f"{r.value}: {n}" for r, n in sorted(plan.items())) + "}"

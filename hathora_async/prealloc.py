@@ -24,7 +24,7 @@ from .models import ProcessV2, Region, coerce_region
 from .waiting import bounded_fetch, check_wait_options, poll_until_running
 
 if TYPE_CHECKING:
-    from .client import HathoraClient
+    from ._api import ApiClient
 
 __all__ = [
     "EventKind",
@@ -250,7 +250,7 @@ class _Preallocation:
 
     def __init__(
         self,
-        client: HathoraClient,
+        client: ApiClient,
         plan: Plan,
         *,
         concurrency: int,

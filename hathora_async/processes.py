@@ -14,7 +14,7 @@ from .models import ApiResponse, OpenEnum, ProcessStatus, ProcessV2, Region
 from .waiting import wait_for_process
 
 if TYPE_CHECKING:
-    from .client import HathoraClient
+    from ._api import ApiClient
 
 __all__ = ["ProcessesApi"]
 
@@ -60,7 +60,7 @@ def _query_values(
 class ProcessesApi:
     """Hathora's ProcessesV2 API. Reached as ``client.processes``."""
 
-    def __init__(self, client: HathoraClient) -> None:
+    def __init__(self, client: ApiClient) -> None:
         self._client = client
 
     async def create_process_with_http_info(

@@ -24,6 +24,9 @@ one cluster slot, so each script runs on one node)::
   (longer than the reconciler's ``intent_max_age``).
 - Replicas heartbeat into ``members`` with an expiry ``member_ttl`` (three
   leases) ahead of Redis's clock; expired members are pruned on each access.
+  A leaving replica counts as remaining only those that heartbeated within
+  the last ``LEAVE_FRESH_LEASES`` (two) leases, so a crashed replica stops
+  holding back "the last one stops the processes" after two leases.
 - Values are compact JSON arrays of a few dozen bytes (the snapshot: a few
   per region).
 
@@ -146,7 +149,9 @@ return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]),
         redis.call('GET', KEYS[3])}
 """
 
-# KEYS: members. ARGV: replica id, member ms, "join", "leave" or "list".
+# KEYS: members. ARGV: replica id, member ms, "join", "leave" or "list", fresh ms.
+# "leave" answers only the members whose expiry is more than "fresh ms" away:
+# those that heartbeated lately, not a crashed one that has yet to lapse.
 _MEMBERS = """
 redis.replicate_commands()
 local t = redis.call('TIME')
@@ -157,6 +162,7 @@ if ARGV[3] == 'join' then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
 elseif ARGV[3] == 'leave' then
   redis.call('ZREM', KEYS[1], ARGV[1])
+  return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. (now + tonumber(ARGV[4])), '+inf')
 end
 return redis.call('ZRANGE', KEYS[1], 0, -1)
 """
@@ -317,6 +323,8 @@ class RedisPoolStore:
             2 * C.DEFAULT_INTENT_MAX_AGE if intent_ttl is None else intent_ttl, "intent_ttl"
         )
         self._member_ttl = C.MEMBER_TTL_LEASES * self.lease_ttl
+        # A member whose expiry is nearer than this missed heartbeats for LEAVE_FRESH_LEASES.
+        self._member_fresh = (C.MEMBER_TTL_LEASES - C.LEAVE_FRESH_LEASES) * self.lease_ttl
         self.replica_id = replica_id or uuid.uuid4().hex[:12]
         self._redis = redis
         self._unreachable: tuple[type[BaseException], ...] = (
@@ -497,7 +505,9 @@ class RedisPoolStore:
 
     async def _members(self, op: str) -> list[str]:
         found = await self._call(
-            "members", (self.keys["members"],), (self.replica_id, _ms(self._member_ttl), op)
+            "members",
+            (self.keys["members"],),
+            (self.replica_id, _ms(self._member_ttl), op, _ms(self._member_fresh)),
         )
         return sorted(_text(m) for m in found)
 
@@ -506,7 +516,11 @@ class RedisPoolStore:
         return len(await self._members("join"))
 
     async def leave(self) -> int:
-        """Withdraw this replica; how many live replicas remain (0: it was the last)."""
+        """Withdraw this replica; how many replicas remain (0: it was the last).
+
+        Only replicas that heartbeated within the last two leases count: a
+        crashed one does not hold back the last replica's stops for long.
+        """
         return len(await self._members("leave"))
 
     async def members(self) -> list[str]:

@@ -36,7 +36,7 @@ from .models import (
 from .waiting import TRANSIENT_ERRORS, bounded_client, check_wait_options
 
 if TYPE_CHECKING:
-    from .client import HathoraClient
+    from ._api import ApiClient
 
 __all__ = ["ActiveRoom", "RoomsApi", "new_room_id"]
 
@@ -128,7 +128,7 @@ class RoomsApi:
     any I/O, so a malformed id raises ``ValueError`` instead of a request.
     """
 
-    def __init__(self, client: HathoraClient) -> None:
+    def __init__(self, client: ApiClient) -> None:
         self._client = client
 
     async def create_room_with_http_info(
@@ -252,7 +252,7 @@ class RoomsApi:
         """These operations bounded to end by ``deadline``; None if no call fits."""
         if deadline - self._client._options.clock() < C.MIN_BOUNDED_CALL_TIMEOUT:
             return None
-        return bounded_client(self._client, deadline).rooms
+        return RoomsApi(bounded_client(self._client, deadline))
 
     async def get_room_info_with_http_info(
         self, room_id: str, *, app_id: str | None = None
@@ -394,7 +394,7 @@ class RoomsApi:
             await self._client._options.sleep(min(poll_interval, remaining))
 
     async def _poll(self, room_id: str, app_id: str | None, deadline: float) -> ConnectionInfoV2:
-        rooms = bounded_client(self._client, deadline).rooms
+        rooms = RoomsApi(bounded_client(self._client, deadline))
         return await rooms.get_connection_info(room_id, app_id=app_id)
 
     async def _is_destroyed(self, room_id: str, app_id: str | None, deadline: float) -> bool:
@@ -402,7 +402,7 @@ class RoomsApi:
         # Bounded by the wait like a poll; a read that fails or runs out of time
         # leaves the 404 standing too.
         try:
-            room = await bounded_client(self._client, deadline).rooms.get_room_info(
+            room = await RoomsApi(bounded_client(self._client, deadline)).get_room_info(
                 room_id, app_id=app_id
             )
         except HathoraError:

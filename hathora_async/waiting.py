@@ -23,7 +23,7 @@ from .models import ProcessStatus, ProcessV2
 from .retry import Timeouts
 
 if TYPE_CHECKING:
-    from .client import HathoraClient
+    from ._api import ApiClient
 
 __all__ = [
     "Fetch",
@@ -123,7 +123,7 @@ async def poll_until_running(
             last = seen
 
 
-def bounded_client(client: HathoraClient, deadline: float) -> HathoraClient:
+def bounded_client(client: ApiClient, deadline: float) -> ApiClient:
     """``client``, or a sibling whose calls end by ``deadline`` (a reading of its clock).
 
     A call inside a wait must not outlive the wait. The sibling keeps the
@@ -143,7 +143,7 @@ def bounded_client(client: HathoraClient, deadline: float) -> HathoraClient:
     return client.with_options(timeout=bounded)
 
 
-def bounded_fetch(client: HathoraClient, process_id: str, app_id: str | None) -> Fetch:
+def bounded_fetch(client: ApiClient, process_id: str, app_id: str | None) -> Fetch:
     """A ``Fetch`` reading the process with ``client``, never past the wait's deadline."""
 
     async def fetch(deadline: float) -> ProcessV2:
@@ -154,7 +154,7 @@ def bounded_fetch(client: HathoraClient, process_id: str, app_id: str | None) ->
 
 
 async def wait_for_process(
-    client: HathoraClient,
+    client: ApiClient,
     process_id: str,
     *,
     timeout: float,

@@ -1,7 +1,8 @@
 """A real redis-server for tests: random loopback port, no persistence, a temp dir.
 
 Outside CI, a missing ``redis-server`` (Debian package ``redis-server``) or
-redis-py skips the tests that need them, saying why; with ``CI=true`` they fail.
+redis-py skips the tests that need them, saying why; with ``CI=true`` (or
+``HATHORA_REQUIRE_REDIS=1``, which .ci/run sets) they fail.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ def require_redis() -> str:
         except ImportError:
             missing = "redis-py not installed (pip install 'hathora-async[redis]')"
     if missing is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true but {missing}")
+        if os.environ.get("CI") == "true" or os.environ.get("HATHORA_REQUIRE_REDIS") == "1":
+            pytest.fail(f"CI=true or HATHORA_REQUIRE_REDIS=1 but {missing}")
         pytest.skip(missing)
     assert path is not None
     return path

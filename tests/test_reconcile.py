@@ -131,7 +131,7 @@ def test_trims_oldest_idle_first_above_the_limit() -> None:
         rec("boot-old", S.STARTING, created=1),
     )
     actions = reconcile(Rules({TOKYO: 1}, {TOKYO: 2}), records, [], now=NOW)
-    assert actions.stops == ("old", "mid-a")  # ties broken by id
+    assert actions.stops == ("old", "mid-b")  # ties keep the records' order (creation order)
     assert actions.creates == {}
 
 

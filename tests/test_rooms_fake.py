@@ -1,4 +1,4 @@
-"""The fake's RoomsV2: wire format per the spec, placement, and rooms living with processes.
+"""The fake's RoomsV2: wire format per the schemas, placement, and rooms living with processes.
 
 Wire checks use a plain aiohttp session, so what is validated is exactly what the
 fake sends; behaviour checks go through the client.
@@ -75,13 +75,13 @@ async def raw(slow_fake: FakeHathora) -> AsyncIterator[Raw]:
 
 
 async def test_every_operation_answers_as_the_spec_documents(
-    raw: Raw, slow_fake: FakeHathora, clock: ManualClock, spec: dict[str, Any]
+    raw: Raw, slow_fake: FakeHathora, clock: ManualClock
 ) -> None:
     status, created = await raw.call(
         "POST", "/create", body={"region": "Seattle", "roomConfig": '{"mode":"duel"}'}
     )
     assert status == 201
-    validate_response(spec, "CreateRoom", 201, created)
+    validate_response("CreateRoom", 201, created)
     room_id = created["roomId"]
     process_id = created["processId"]
     # Cold start: the room waits for its new process, exposedPort absent (not null).
@@ -90,19 +90,19 @@ async def test_every_operation_answers_as_the_spec_documents(
 
     status, starting = await raw.call("GET", f"/connectioninfo/{room_id}", auth=False)
     assert status == 200
-    validate_response(spec, "GetConnectionInfo", 200, starting)
+    validate_response("GetConnectionInfo", 200, starting)
     assert starting["status"] == "starting"
     assert "exposedPort" not in starting
 
     clock.advance(BOOT)
     status, active = await raw.call("GET", f"/connectioninfo/{room_id}", auth=False)
-    validate_response(spec, "GetConnectionInfo", 200, active)
+    validate_response("GetConnectionInfo", 200, active)
     assert active["status"] == "active"
     assert active["exposedPort"]["port"] == slow_fake.process(process_id)["exposedPort"]["port"]
 
     status, info = await raw.call("GET", f"/info/{room_id}")
     assert status == 200
-    validate_response(spec, "GetRoomInfo", 200, info)
+    validate_response("GetRoomInfo", 200, info)
     assert info["status"] == "active"
     assert info["roomConfig"] == '{"mode":"duel"}'
     assert info["currentAllocation"]["processId"] == process_id
@@ -110,7 +110,7 @@ async def test_every_operation_answers_as_the_spec_documents(
 
     status, listed = await raw.call("GET", f"/list/{process_id}/active")
     assert status == 200
-    validate_response(spec, "GetActiveRoomsForProcess", 200, listed)
+    validate_response("GetActiveRoomsForProcess", 200, listed)
     assert [r["roomId"] for r in listed] == [room_id]
     assert "allocations" not in listed[0]
 
@@ -122,38 +122,38 @@ async def test_every_operation_answers_as_the_spec_documents(
     assert (status, body) == (204, None)
 
     status, destroyed = await raw.call("GET", f"/info/{room_id}")
-    validate_response(spec, "GetRoomInfo", 200, destroyed)
+    validate_response("GetRoomInfo", 200, destroyed)
     assert destroyed["status"] == "destroyed"
     assert destroyed["currentAllocation"] is None
     assert destroyed["allocations"][0]["unscheduledAt"] is not None
 
     status, inactive = await raw.call("GET", f"/list/{process_id}/inactive")
-    validate_response(spec, "GetInactiveRoomsForProcess", 200, inactive)
+    validate_response("GetInactiveRoomsForProcess", 200, inactive)
     assert [r["roomId"] for r in inactive] == [room_id]
     status, now_active = await raw.call("GET", f"/list/{process_id}/active")
     assert now_active == []
 
     status, gone = await raw.call("GET", f"/connectioninfo/{room_id}", auth=False)
     assert status == 404
-    validate_response(spec, "GetConnectionInfo", 404, gone)
+    validate_response("GetConnectionInfo", 404, gone)
 
 
-def test_the_schema_check_catches_drift(spec: dict[str, Any]) -> None:
+def test_the_schema_check_catches_drift() -> None:
     # The validator is only worth something if wire drift fails it.
     good = {"additionalExposedPorts": [], "status": "starting", "roomId": "abc"}
-    validate_schema(spec, "ConnectionInfoV2", good)
+    validate_schema("ConnectionInfoV2", good)
     with pytest.raises(jsonschema.ValidationError):
-        validate_schema(spec, "ConnectionInfoV2", {**good, "exposedPort": None})
+        validate_schema("ConnectionInfoV2", {**good, "exposedPort": None})
     with pytest.raises(jsonschema.ValidationError):
-        validate_schema(spec, "ConnectionInfoV2", {**good, "surprise": 1})
+        validate_schema("ConnectionInfoV2", {**good, "surprise": 1})
     with pytest.raises(jsonschema.ValidationError):
-        validate_response(spec, "CreateRoom", 201, good)  # no processId
+        validate_response("CreateRoom", 201, good)  # no processId
     # The allOf of RoomConnectionData is one closed object: both parts' keys, no others.
-    validate_response(spec, "CreateRoom", 201, {**good, "processId": "p"})
+    validate_response("CreateRoom", 201, {**good, "processId": "p"})
     with pytest.raises(jsonschema.ValidationError):
-        validate_response(spec, "CreateRoom", 201, {**good, "processId": "p", "surprise": 1})
+        validate_response("CreateRoom", 201, {**good, "processId": "p", "surprise": 1})
     with pytest.raises(jsonschema.ValidationError):
-        validate_schema(spec, "RoomId", "has/slash")
+        validate_schema("RoomId", "has/slash")
     room = {
         "currentAllocation": None,
         "status": "destroyed",
@@ -162,9 +162,9 @@ def test_the_schema_check_catches_drift(spec: dict[str, Any]) -> None:
         "roomId": "abc",
         "appId": "app",
     }
-    validate_schema(spec, "Room", room)
+    validate_schema("Room", room)
     with pytest.raises(jsonschema.ValidationError):
-        validate_schema(spec, "Room", {**room, "roomConfig": 5})
+        validate_schema("Room", {**room, "roomConfig": 5})
 
 
 @pytest.mark.parametrize(
@@ -181,7 +181,6 @@ def test_the_schema_check_catches_drift(spec: dict[str, Any]) -> None:
 async def test_create_refuses_bad_requests(
     raw: Raw,
     slow_fake: FakeHathora,
-    spec: dict[str, Any],
     params: dict[str, str] | None,
     body: dict[str, Any],
     status: int,
@@ -189,19 +188,17 @@ async def test_create_refuses_bad_requests(
 ) -> None:
     answer, error = await raw.call("POST", "/create", body=body, params=params)
     assert answer == status
-    validate_response(spec, "CreateRoom", status, error)
+    validate_response("CreateRoom", status, error)
     assert message in error["message"]
     assert slow_fake.rooms_created == 0
 
 
-async def test_a_taken_room_id_is_refused_with_400(
-    raw: Raw, slow_fake: FakeHathora, spec: dict[str, Any]
-) -> None:
+async def test_a_taken_room_id_is_refused_with_400(raw: Raw, slow_fake: FakeHathora) -> None:
     params = {"roomId": "match-42"}
     assert (await raw.call("POST", "/create", body={"region": "Tokyo"}, params=params))[0] == 201
     status, error = await raw.call("POST", "/create", body={"region": "Tokyo"}, params=params)
     assert status == 400
-    validate_response(spec, "CreateRoom", 400, error)
+    validate_response("CreateRoom", 400, error)
     assert error["message"] == "Room match-42 already exists"
     assert slow_fake.rooms_created == 1
 
@@ -236,7 +233,7 @@ async def test_only_connection_info_is_open_without_a_token(raw: Raw) -> None:
         assert error == {"message": "Invalid or missing bearer token"}
 
 
-async def test_unknown_rooms_and_processes_are_404(raw: Raw, spec: dict[str, Any]) -> None:
+async def test_unknown_rooms_and_processes_are_404(raw: Raw) -> None:
     for operation, method, path in [
         ("GetRoomInfo", "GET", "/info/nope"),
         ("GetConnectionInfo", "GET", "/connectioninfo/nope"),
@@ -246,7 +243,7 @@ async def test_unknown_rooms_and_processes_are_404(raw: Raw, spec: dict[str, Any
     ]:
         status, error = await raw.call(method, path)
         assert status == 404, path
-        validate_response(spec, operation, 404, error)
+        validate_response(operation, 404, error)
     status, _ = await raw.call("POST", "/update/nope", body={"roomConfig": "x"})
     assert status == 404
 

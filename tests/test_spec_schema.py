@@ -1,13 +1,10 @@
-"""The fake's wire format checked against Hathora's OpenAPI schemas, strictly.
+"""The fake's ProcessesV2 wire format checked strictly against the committed schemas.
 
-The conversion of the spec's OpenAPI 3.0 schemas to strict JSON Schema lives in
-``tests/_schema.py`` (shared with the RoomsV2 wire tests): ``nullable`` becomes
-``anyOf [..., null]``, ``$ref``s resolve through a ``referencing`` registry, and
-strict mode adds ``additionalProperties: false`` to every object schema, so a key
-the spec does not know (drift in the fake) fails here instead of passing silently.
-
-The spec's ``Region`` enum predates Johannesburg and Dubai, which the newer API
-(and so the client and the fake) has: the transformation adds them, and only them.
+The schemas are the project's own (tests/schemas/, loaded by ``tests/_schema.py``,
+shared with the RoomsV2 wire tests): strict JSON Schema whose objects refuse keys
+they do not list, so a key the models do not know (drift in the fake) fails here
+instead of passing silently. ``test_schema_drift.py`` keeps them equal to Hathora's
+OpenAPI document.
 """
 
 from __future__ import annotations
@@ -21,8 +18,7 @@ import aiohttp
 import attrs
 import jsonschema
 import pytest
-from _schema import NEWER_REGIONS
-from _schema import SpecValidator as SharedSpecValidator
+from _schema import Schemas, schemas
 
 from hathora_async import ExposedPort, ProcessV2
 from hathora_async._convert import camel
@@ -30,24 +26,32 @@ from hathora_async.errors import error_class_for
 from hathora_async.testing import REGIONS, FakeHathora, Fault, ManualClock
 
 PROCESS_PATHS = {
-    "create": ("post", "/processes/v2/{appId}/create/{region}"),
-    "latest": ("get", "/processes/v2/{appId}/list/latest"),
-    "info": ("get", "/processes/v2/{appId}/info/{processId}"),
-    "stop": ("post", "/processes/v2/{appId}/stop/{processId}"),
+    "create": "CreateProcess",
+    "latest": "GetLatestProcesses",
+    "info": "GetProcessInfo",
+    "stop": "StopProcess",
 }
 
 
-class SpecValidator(SharedSpecValidator):
+class SpecValidator(Schemas):
     """The shared strict validator, naming ProcessesV2 answers as PROCESS_PATHS does."""
 
     def response(self, operation: str, status: int) -> jsonschema.Draft202012Validator | None:
-        method, path = PROCESS_PATHS[operation]
-        return self.path_response(method, path, status)
+        return super().response(PROCESS_PATHS.get(operation, operation), status)
+
+    def route(self, operation: str) -> tuple[str, str]:
+        """The method and path template of ``operation``."""
+        shape = self.operations[PROCESS_PATHS[operation]]
+        return shape["method"], shape["path"]
+
+
+def _validator() -> SpecValidator:
+    return SpecValidator(schemas().models, schemas().operations)
 
 
 @pytest.fixture
-def validator(spec: dict[str, Any]) -> SpecValidator:
-    return SpecValidator(spec)
+def validator() -> SpecValidator:
+    return _validator()
 
 
 class Wire:
@@ -60,7 +64,7 @@ class Wire:
     async def call(
         self, operation: str, token: str | None = None, **params: str
     ) -> tuple[int, bytes, Any]:
-        method, template = PROCESS_PATHS[operation]
+        method, template = _validator().route(operation)
         path = template.format(appId=params.pop("appId", self.fake.app_id), **params)
         headers = {"Authorization": f"Bearer {token or self.fake.token}"}
         async with self.session.request(method, self.fake.url + path, headers=headers) as r:
@@ -140,37 +144,37 @@ def test_missing_key_fails(validator: SpecValidator) -> None:
     assert not validator.component("ProcessV2").is_valid(instance)
 
 
-def test_lenient_mode_allows_extra_keys(spec: dict[str, Any]) -> None:
-    lenient = SpecValidator(spec, strict=False)
-    assert lenient.component("ProcessV2").is_valid({**_valid_process(), "surprise": 1})
+def test_fake_regions_are_the_schema_regions(validator: SpecValidator) -> None:
+    assert list(REGIONS) == validator.defs["Region"]["enum"]
 
 
-def test_fake_regions_are_the_spec_regions_plus_the_newer_ones(spec: dict[str, Any]) -> None:
-    assert list(REGIONS) == [*spec["components"]["schemas"]["Region"]["enum"], *NEWER_REGIONS]
-
-
-# -- the models follow the spec field by field --------------------------------------------
+# -- the models follow the schemas field by field --------------------------------------------
 
 
 @pytest.mark.parametrize(
     ("model", "schema_name"), [(ProcessV2, "ProcessV2"), (ExposedPort, "ExposedPort")]
 )
-def test_model_fields_and_nullability_match_the_spec(
-    spec: dict[str, Any], model: type[Any], schema_name: str
+def test_model_fields_and_nullability_match_the_schemas(
+    validator: SpecValidator, model: type[Any], schema_name: str
 ) -> None:
-    schema = spec["components"]["schemas"][schema_name]
+    schema = validator.defs[schema_name]
     hints = typing.get_type_hints(model)
     fields = {camel(f.name): f.name for f in attrs.fields(model)}
     assert set(fields) == set(schema["properties"]) == set(schema["required"])
     for wire_name, prop in schema["properties"].items():
         optional = type(None) in typing.get_args(hints[fields[wire_name]])
-        assert optional is bool(prop.get("nullable")), wire_name
+        assert optional is nullable(prop), wire_name
 
 
-def test_spec_error_statuses_have_their_own_classes(spec: dict[str, Any]) -> None:
+def nullable(prop: dict[str, Any]) -> bool:
+    """True when a property schema admits null (``anyOf [..., {"type": "null"}]``)."""
+    return {"type": "null"} in prop.get("anyOf", [])
+
+
+def test_documented_error_statuses_have_their_own_classes(validator: SpecValidator) -> None:
     seen = set()
-    for method, path in PROCESS_PATHS.values():
-        for status in spec["paths"][path][method]["responses"]:
+    for operation in PROCESS_PATHS.values():
+        for status in validator.operations[operation]["responses"]:
             if int(status) >= 400:
                 seen.add(int(status))
                 assert error_class_for(int(status)).__name__ != "ApiError", status
@@ -180,8 +184,7 @@ def test_spec_error_statuses_have_their_own_classes(spec: dict[str, Any]) -> Non
 # -- the fake's answers -------------------------------------------------------------------
 
 
-async def test_process_lifecycle_answers_validate(spec: dict[str, Any]) -> None:
-    validator = SpecValidator(spec)
+async def test_process_lifecycle_answers_validate(validator: SpecValidator) -> None:
     clock = ManualClock()
     async with (
         FakeHathora(boot_delay=5.0, stop_delay=3.0, clock=clock, seed=5) as fake,
@@ -208,8 +211,7 @@ async def test_process_lifecycle_answers_validate(spec: dict[str, Any]) -> None:
         assert [p["processId"] for p in latest] == [pid]
 
 
-async def test_failed_process_answers_validate(spec: dict[str, Any]) -> None:
-    validator = SpecValidator(spec)
+async def test_failed_process_answers_validate(validator: SpecValidator) -> None:
     clock = ManualClock()
     async with (
         FakeHathora(boot_delay=1.0, boot_failure_rate=1.0, clock=clock, seed=5) as fake,
@@ -223,9 +225,8 @@ async def test_failed_process_answers_validate(spec: dict[str, Any]) -> None:
 
 
 async def test_latest_list_validates_with_every_region_and_transport(
-    spec: dict[str, Any],
+    validator: SpecValidator,
 ) -> None:
-    validator = SpecValidator(spec)
     async with (
         FakeHathora(transport_type="tcp", seed=5) as fake,
         aiohttp.ClientSession() as session,

@@ -400,6 +400,20 @@ async def test_a_silent_replica_lapses_after_its_member_ttl(make_store: MakeStor
     assert await alive.leave() == 0
 
 
+async def test_a_leaving_replica_does_not_count_one_silent_for_two_leases(
+    make_store: MakeStore,
+) -> None:
+    ttl = 0.2
+    crashed, first, last = (make_store(lease_ttl=ttl) for _ in range(3))
+    for s in (crashed, first, last):
+        await s.heartbeat()
+    assert await first.leave() == 2  # "crashed" heartbeated just now: it counts
+    await asyncio.sleep(C.LEAVE_FRESH_LEASES * ttl + 0.05)
+    await last.heartbeat()
+    assert crashed.replica_id in await last.members()  # still a member...
+    assert await last.leave() == 0  # ...but silent too long to hold back the last one
+
+
 async def test_every_key_is_under_the_prefix_and_expires(
     server: RedisServer, make_store: MakeStore
 ) -> None:

@@ -17,6 +17,10 @@ async def run_fake_command(args: argparse.Namespace, ledger: Ledger) -> int:
 
 
 async def run_demo_command(args: argparse.Namespace, ledger: Ledger) -> int:
+    if args.replicas is not None:
+        from .._replicas_demo import run_replicas_demo
+
+        return await run_replicas_demo(args.replicas, args.redis)
     from ._demo import DemoSettings, run_demo
 
     settings = DemoSettings(

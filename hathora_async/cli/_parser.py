@@ -290,6 +290,19 @@ def _local_commands(commands: _Builder) -> None:
         help=f"against a billed API, create --per-region even above "
         f"{C.DEMO_REAL_API_MAX_PER_REGION}",
     )
+    demo.add_argument(
+        "--replicas",
+        type=count(),
+        default=None,
+        help="instead: run N warm-pool replicas sharing one Redis and show which one leads "
+        "(needs the redis extra; against the embedded fake)",
+    )
+    demo.add_argument(
+        "--redis",
+        metavar="URL",
+        default=None,
+        help="the Redis of --replicas (default: start redis-server from PATH)",
+    )
 
 
 def build_parser(prog: str = "hathora-async") -> argparse.ArgumentParser:

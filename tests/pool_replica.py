@@ -1,0 +1,92 @@
+"""One matchmaker replica for the replica tests: a WarmPool on a RedisPoolStore.
+
+Run as a separate process (``python tests/pool_replica.py --help``) so tests can
+SIGKILL, SIGSTOP and SIGCONT it. It prints one JSON object per line:
+
+- ``{"e": "up", "id": replica id}`` once the pool is entered;
+- ``{"e": "s", "t": epoch s, "lead": bool, "ready": bool}`` every ``--sample`` s;
+- ``{"e": "req", "t": epoch s, "m": method, "p": path, "lead": bool}`` as each
+  request to Hathora starts;
+- ``{"e": "bye", "t": epoch s}`` after the pool's exit, on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+import time
+from typing import Any
+
+import aiohttp
+import redis.asyncio as aioredis
+
+from hathora_async import HathoraClient, Region, RetryPolicy, WarmPool
+from hathora_async import _constants as C
+from hathora_async.redis import RedisPoolStore
+
+
+def say(**event: Any) -> None:
+    sys.stdout.write(json.dumps(event) + "\n")
+    sys.stdout.flush()
+
+
+async def main(args: argparse.Namespace) -> None:
+    if args.grace is not None:  # as tests' short_grace fixture does in-process
+        C.READ_AFTER_CREATE_GRACE = args.grace
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    pool: WarmPool | None = None
+    trace = aiohttp.TraceConfig()
+
+    async def on_start(_: Any, __: Any, params: aiohttp.TraceRequestStartParams) -> None:
+        lead = pool is not None and pool.is_leader
+        say(e="req", t=time.time(), m=params.method, p=params.url.path, lead=lead)
+
+    trace.on_request_start.append(on_start)
+    redis = aioredis.Redis.from_url(args.redis)
+    store = RedisPoolStore(redis, name=args.name, lease_ttl=args.lease_ttl)
+    targets = {Region(region): int(n) for region, n in (t.split("=") for t in args.target)}
+    client = HathoraClient(
+        args.token,
+        args.app_id,
+        base_url=args.url,
+        trace_configs=[trace],
+        retry=RetryPolicy.none(),
+        timeout=5.0,
+    )
+    async with client:
+        pool = WarmPool(
+            client, targets, store=store, poll_interval=args.poll, concurrency=args.concurrency
+        )
+        async with pool:
+            say(e="up", id=store.replica_id)
+            while not stop.is_set():
+                say(e="s", t=time.time(), lead=pool.is_leader, ready=pool.ready)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stop.wait(), args.sample)
+    await redis.aclose()
+    say(e="bye", t=time.time())
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--redis", required=True)
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--token", required=True)
+    parser.add_argument("--app-id", required=True)
+    parser.add_argument("--name", default="replicas")
+    parser.add_argument("--target", action="append", default=[], help="REGION=N")
+    parser.add_argument("--lease-ttl", type=float, default=1.0)
+    parser.add_argument("--poll", type=float, default=0.1)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--sample", type=float, default=0.02)
+    parser.add_argument("--grace", type=float, default=None, help="READ_AFTER_CREATE_GRACE")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(parse()))
