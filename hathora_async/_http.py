@@ -298,7 +298,7 @@ class _Connector(aiohttp.TCPConnector):
     sent nothing, whichever timer fired. One coroutine frame per call, unlike a
     ``TraceConfig`` (which would build and send trace objects for every signal).
 
-    ``doomed`` holds connections (their protocols) never to be used again: one
+    ``doom()`` names connections (their protocols) never to be used again: one
     that carried an error answer to a create may be closing on the server's
     side (without ``Connection: close``), and a create sent on it (its retry
     after a 429 above all) could be cut off after leaving, its outcome
@@ -310,17 +310,26 @@ class _Connector(aiohttp.TCPConnector):
     def __init__(self, on_connected: Callable[[Any], None], **options: Any) -> None:
         super().__init__(**options)
         self._hathora_on_connected = on_connected
-        self.doomed: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._hathora_doomed: weakref.WeakSet[Any] = weakref.WeakSet()
+        # Whether the set may be non-empty: one attribute read per call, not a len().
+        self._hathora_any_doomed = False
+
+    def doom(self, protocol: Any) -> None:
+        """Never hand out the connection of ``protocol`` again."""
+        self._hathora_doomed.add(protocol)
+        self._hathora_any_doomed = True
 
     async def connect(
         self, req: Any, traces: Any, timeout: aiohttp.ClientTimeout
     ) -> aiohttp.connector.Connection:
         connection = await super().connect(req, traces, timeout)
-        doomed = self.doomed
-        while doomed and connection.protocol in doomed:
-            doomed.discard(connection.protocol)
-            connection.close()
-            connection = await super().connect(req, traces, timeout)
+        if self._hathora_any_doomed:
+            doomed = self._hathora_doomed
+            while connection.protocol in doomed:
+                doomed.discard(connection.protocol)
+                connection.close()
+                connection = await super().connect(req, traces, timeout)
+            self._hathora_any_doomed = bool(doomed)
         # No await between the connection and this mark: a cancellation cannot slip in.
         self._hathora_on_connected(connection.protocol)
         return connection
@@ -396,8 +405,8 @@ class Transport:
         # (The value is the connection's protocol once known: anything but False
         # means possibly sent; see _left.)
         self._inflight: dict[asyncio.Task[Any], Any] = {}
-        # The owned connector's connections never to be reused (see _Connector).
-        self._doomed: weakref.WeakSet[Any] | None = None
+        # The owned connector, told of connections never to reuse (see _Connector).
+        self._connector: _Connector | None = None
         self._cancelled_by_close: set[asyncio.Task[Any]] = set()
 
     @property
@@ -437,7 +446,7 @@ class Transport:
                 limit_per_host=self._max_connections,
                 keepalive_timeout=C.DEFAULT_KEEPALIVE_TIMEOUT,
             )
-            self._doomed = connector.doomed
+            self._connector = connector
             self._request_headers = None
             self._request_json_headers = _JSON_CONTENT
             session = self._session = aiohttp.ClientSession(
@@ -468,10 +477,11 @@ class Transport:
 
     def _mark_connected(self, protocol: Any) -> None:
         """The running call's attempt has a connection: from now on it may have left."""
+        inflight = self._inflight
         task = asyncio.current_task()
-        if task is not None and task in self._inflight:
+        if task in inflight:  # (never None: None is no key)
             # (A protocol may be falsy: aiohttp's has a length.)
-            self._inflight[task] = True if protocol is None else protocol
+            inflight[task] = True if protocol is None else protocol
 
     def _abandon_dead_loop(self, session: aiohttp.ClientSession) -> bool:
         """Release the session of a loop closed without closing it; False if that loop lives.
@@ -680,10 +690,10 @@ class Transport:
                         response = response_headers = None
                         raise
                 error = error_from_response(status, response_headers, body, self._redactor)
-                if not endpoint.idempotent and self._doomed is not None and task is not None:
+                if not endpoint.idempotent and self._connector is not None and task is not None:
                     protocol = self._inflight.get(task, False)
                     if protocol is not True and protocol is not False:
-                        self._doomed.add(protocol)
+                        self._connector.doom(protocol)
                 # A 429 means the server refused to act: safe to resend even a create.
                 retryable = status in RETRYABLE_STATUSES and (endpoint.idempotent or status == 429)
                 # Only a 4xx other than 408 proves the server did not act; a 3xx

@@ -167,7 +167,8 @@ class FakeHathora:
             return
         # handler_cancellation: a client that hangs up mid-request (cancelled,
         # timed out) ends its handler, as a real server would, so the connection
-        # is gone at once (open_connections) and no handler outlives close().
+        # is gone at once (open_connections); a state change it asked for still
+        # happens (see _route), and close() ends those still running.
         runner = web.AppRunner(
             self.app, access_log=None, handle_signals=False, handler_cancellation=True
         )
@@ -182,7 +183,7 @@ class FakeHathora:
         self._port = runner.addresses[0][1]
 
     async def close(self) -> None:
-        """Stop serving and drop every connection."""
+        """Stop serving, drop every connection, cancel the actions still running."""
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
