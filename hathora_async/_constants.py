@@ -14,7 +14,11 @@ DEFAULT_TOTAL_TIMEOUT = 30.0
 
 # Connection pool. All calls go to one host, so the per-host limit is the real one.
 DEFAULT_MAX_CONNECTIONS = 100
-DEFAULT_KEEPALIVE_TIMEOUT = 30.0
+# An idle pooled connection is dropped after this many seconds, below the idle
+# timeouts of common servers and load balancers (Node's 5 s above all): a
+# request sent on a connection the server is closing at that moment is cut off
+# after leaving, and a create's outcome is then unknown. Reconnecting costs less.
+DEFAULT_KEEPALIVE_TIMEOUT = 4.0
 
 # Retry policy defaults.
 DEFAULT_RETRY_ATTEMPTS = 4

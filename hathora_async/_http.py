@@ -20,6 +20,8 @@ from yarl import URL
 from . import _constants as C
 from ._budget import SendBudget, not_sent
 from ._convert import DecodeFailure, created_id, loads
+from ._dead_loop import release_sockets
+from ._redact import Redactor
 from ._structgen import fast_constructor
 from .errors import (
     ApiError,
@@ -133,6 +135,10 @@ class _Redacted(dict[str, str]):
         return repr({k: ("<redacted>" if k == "Authorization" else v) for k, v in self.items()})
 
 
+# Redacts nothing: for transports and helpers built without a token.
+_NO_SECRET = Redactor(None)
+
+
 def _message_of(body: bytes, status: int) -> str:
     try:
         data = loads(body)
@@ -144,11 +150,32 @@ def _message_of(body: bytes, status: int) -> str:
     return text or f"HTTP {status} with no message"
 
 
-def error_from_response(status: int, headers: Mapping[str, str], body: bytes) -> ApiError:
-    """Map an unexpected status and Hathora's ``{"message": ...}`` body to its error."""
+def _kept(body: bytes, redactor: Redactor) -> bytes:
+    """The part of an answer's body an error keeps, the client's token redacted.
+
+    Redacted before the cut, so a token straddling the cut leaves no head behind.
+    """
+    return redactor.bytes(body[: C.MAX_ERROR_BODY_BYTES + redactor.overlap])[
+        : C.MAX_ERROR_BODY_BYTES
+    ]
+
+
+def error_from_response(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    redactor: Redactor = _NO_SECRET,
+) -> ApiError:
+    """Map an unexpected status and Hathora's ``{"message": ...}`` body to its error.
+
+    Whatever the server echoed of the client's token (``redactor``) is removed
+    from the message, the body and the headers the error keeps.
+    """
     cls = error_class_for(status)
-    kept = body[: C.MAX_ERROR_BODY_BYTES]
-    message = _message_of(kept, status)
+    kept = _kept(body, redactor)
+    # The decoded message too: it may show the token in a JSON escape the body hid.
+    message = redactor.text(_message_of(kept, status))
+    headers = redactor.headers(headers)
     if cls is RateLimitedError:
         return RateLimitedError(
             status,
@@ -160,8 +187,45 @@ def error_from_response(status: int, headers: Mapping[str, str], body: bytes) ->
     return cls(status, message, headers=headers, body=kept)
 
 
-def _transport_error(exc: BaseException) -> tuple[HathoraError, bool, bool]:
-    """Classify an aiohttp failure: (error, request possibly sent, worth retrying)."""
+def _transport_error(
+    exc: BaseException, redactor: Redactor, connected: bool | None
+) -> tuple[HathoraError, bool, bool]:
+    """Classify an aiohttp failure: (error, request possibly sent, worth retrying).
+
+    ``connected`` says whether the attempt got a connection (None: not known,
+    for a caller's session). Without one nothing was sent, whichever timer
+    fired; with one, only the kind of failure can tell. aiohttp's text may
+    quote what the server sent (a malformed header echoing the token): the
+    token is redacted from the message, and a cause showing it is not chained.
+    """
+    error, sent, retryable = _classify(exc)
+    if connected is False:
+        if isinstance(error, HathoraTimeoutError) and sent:
+            error = HathoraTimeoutError(f"timed out before a connection was ready: {exc!r}")
+        sent = False
+    text = str(error.args[0]) if error.args else ""
+    if redactor.found_in(text):
+        error.args = (redactor.text(text),)
+    if _shows_secret(exc, redactor):
+        error.__suppress_context__ = True  # the cause withheld: it would show the token
+    else:
+        error.__cause__ = exc
+    return error, sent, retryable
+
+
+def _shows_secret(exc: BaseException, redactor: Redactor) -> bool:
+    """Whether ``exc`` or an exception it chains shows the secret in its text."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if redactor.found_in(repr(current)) or redactor.found_in(str(current)):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _classify(exc: BaseException) -> tuple[HathoraError, bool, bool]:
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return HathoraTimeoutError(f"timed out connecting: {exc}"), False, True
     if isinstance(exc, (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError)):
@@ -228,6 +292,51 @@ def _expire(waiter: asyncio.Future[bool]) -> None:
         waiter.set_result(False)
 
 
+class _Connector(aiohttp.TCPConnector):
+    """The client's own connector: it tells the transport when a request has a connection.
+
+    Only from then on can a request have started to leave the client: a call
+    still queued or connecting when it fails (or the client closes) provably
+    sent nothing, whichever timer fired. One coroutine frame per call, unlike a
+    ``TraceConfig`` (which would build and send trace objects for every signal).
+
+    ``doom()`` names connections (their protocols) never to be used again: one
+    that carried an error answer to a create may be closing on the server's
+    side (without ``Connection: close``), and a create sent on it (its retry
+    after a 429 above all) could be cut off after leaving, its outcome
+    unknown. Such a connection is closed when next picked from the pool, and
+    another one taken. (aiohttp hands a connection back to its pool as soon as
+    an answer is read, before the client sees the status: hence after the fact.)
+    """
+
+    def __init__(self, on_connected: Callable[[Any], None], **options: Any) -> None:
+        super().__init__(**options)
+        self._hathora_on_connected = on_connected
+        self._hathora_doomed: weakref.WeakSet[Any] = weakref.WeakSet()
+        # Whether the set may be non-empty: one attribute read per call, not a len().
+        self._hathora_any_doomed = False
+
+    def doom(self, protocol: Any) -> None:
+        """Never hand out the connection of ``protocol`` again."""
+        self._hathora_doomed.add(protocol)
+        self._hathora_any_doomed = True
+
+    async def connect(
+        self, req: Any, traces: Any, timeout: aiohttp.ClientTimeout
+    ) -> aiohttp.connector.Connection:
+        connection = await super().connect(req, traces, timeout)
+        if self._hathora_any_doomed:
+            doomed = self._hathora_doomed
+            while connection.protocol in doomed:
+                doomed.discard(connection.protocol)
+                connection.close()
+                connection = await super().connect(req, traces, timeout)
+            self._hathora_any_doomed = bool(doomed)
+        # No await between the connection and this mark: a cancellation cannot slip in.
+        self._hathora_on_connected(connection.protocol)
+        return connection
+
+
 async def _close_when_loop_ends(
     ref: weakref.ref[aiohttp.ClientSession],
 ) -> AsyncGenerator[None, None]:
@@ -257,8 +366,11 @@ class Transport:
         session: aiohttp.ClientSession | None,
         max_connections: int,
         trace_configs: Sequence[aiohttp.TraceConfig] | None,
-        trust_env: bool = False,
         budget: SendBudget | None = None,
+        redactor: Redactor = _NO_SECRET,
+        proxy: URL | None = None,
+        proxy_auth: aiohttp.BasicAuth | None = None,
+        check_proxy: Callable[[], str | None] | None = None,
     ) -> None:
         self.base_url = base_url
         # The send budget (issue 12), shared by every call through this transport.
@@ -275,7 +387,14 @@ class Transport:
         self._owns_session = session is None
         self._max_connections = max_connections
         self._trace_configs = list(trace_configs) if trace_configs else None
-        self._trust_env = trust_env
+        self._redactor = redactor
+        # The proxy (with trust_env) decided once, at construction: the client's
+        # own session never reads the environment again (see HathoraClient).
+        self._proxy = proxy
+        self._proxy_auth = proxy_auth
+        # A caller's trust_env session re-reads the environment per request:
+        # then the proxy is checked again before each one (a reason, or None).
+        self._check_proxy = check_proxy
         self._closed = False
         # The loop the session serves, and the generator closing it when that loop ends.
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -285,8 +404,14 @@ class Transport:
         self._targets: dict[tuple[str, tuple[str, ...]], tuple[str, URL]] = {}
         # Tasks now inside ``request``, so that ``close()`` can end them wherever
         # they wait (a free connection, connecting, the answer, a pause between
-        # attempts), each with whether its create may have left the client.
-        self._inflight: dict[asyncio.Task[Any], bool] = {}
+        # attempts), each with whether its attempt may have left the client: on
+        # the client's own session, once it has a connection (``_Connector``); on
+        # a caller's, which cannot tell, once it holds a connection slot.
+        # (The value is the connection's protocol once known: anything but False
+        # means possibly sent; see _left.)
+        self._inflight: dict[asyncio.Task[Any], Any] = {}
+        # The owned connector, told of connections never to reuse (see _Connector).
+        self._connector: _Connector | None = None
         self._cancelled_by_close: set[asyncio.Task[Any]] = set()
 
     @property
@@ -312,19 +437,21 @@ class Transport:
                 raise ClientLoopError(
                     "the aiohttp session given to HathoraClient belongs to another event loop"
                 )
-            if not session.closed:
+            if not session.closed and not self._abandon_dead_loop(session):
                 raise ClientLoopError(
-                    "this HathoraClient's session belongs to another event loop that did not "
-                    "shut down (see loop.shutdown_asyncgens()); use one client per loop, or "
-                    "aclose() it in its own loop first"
+                    "this HathoraClient's session belongs to another event loop, still "
+                    "open (another thread?); use one client per loop, or aclose() it in "
+                    "its own loop first"
                 )
             session = self._session = None
         if session is None:
-            connector = aiohttp.TCPConnector(
+            connector = _Connector(
+                self._mark_connected,
                 limit=self._max_connections,
                 limit_per_host=self._max_connections,
                 keepalive_timeout=C.DEFAULT_KEEPALIVE_TIMEOUT,
             )
+            self._connector = connector
             self._request_headers = None
             self._request_json_headers = _JSON_CONTENT
             session = self._session = aiohttp.ClientSession(
@@ -340,7 +467,9 @@ class Transport:
                 raise_for_status=False,
                 # A bearer-token API client has no use for cookies: never send one back.
                 cookie_jar=aiohttp.DummyCookieJar(),
-                trust_env=self._trust_env,
+                # Never: the proxy was chosen at construction (and is passed per
+                # request); .netrc must not replace the token.
+                trust_env=False,
             )
             self._bind(session, loop)
             closer = _close_when_loop_ends(weakref.ref(session))
@@ -350,6 +479,31 @@ class Transport:
                 closer.__anext__().send(None)
             self._closer = closer
         return session
+
+    def _mark_connected(self, protocol: Any) -> None:
+        """The running call's attempt has a connection: from now on it may have left."""
+        inflight = self._inflight
+        task = asyncio.current_task()
+        if task in inflight:  # (never None: None is no key)
+            # (A protocol may be falsy: aiohttp's has a length.)
+            inflight[task] = True if protocol is None else protocol
+
+    def _abandon_dead_loop(self, session: aiohttp.ClientSession) -> bool:
+        """Release the session of a loop closed without closing it; False if that loop lives.
+
+        A loop closed without ``shutdown_asyncgens()`` (``loop.close()`` after
+        ``run_until_complete``) never ran the closer: the sockets are closed
+        here, directly, and the session marked closed, with no loop.
+        """
+        loop = self._loop
+        if loop is None or not loop.is_closed():
+            return False
+        release_sockets(session)
+        self._closer = None  # its loop is gone: it can never run
+        # Calls of that loop can never resume; forget them.
+        self._inflight.clear()
+        self._cancelled_by_close.clear()
+        return True
 
     def _bind(self, session: aiohttp.ClientSession, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -365,22 +519,31 @@ class Transport:
         """Close the owned session exactly once; end the calls in flight."""
         if self._closed:
             return
+        loop = asyncio.get_running_loop()
+        session = self._session
+        if (
+            session is not None
+            and self._owns_session
+            and self._loop is not loop
+            and not session.closed
+            and not self._abandon_dead_loop(session)
+        ):
+            # Still open: the client stays usable there, to be closed there.
+            raise ClientLoopError(
+                "this HathoraClient's session belongs to another event loop, still open: "
+                "close it there"
+            )
         self._closed = True
         current = asyncio.current_task()
         for task in self._inflight:
             if task is not current:
                 self._cancelled_by_close.add(task)
                 task.cancel()
-        session, self._session = self._session, None
+        self._session = None
         closer, self._closer = self._closer, None
-        if session is not None and self._owns_session:
-            if self._loop is asyncio.get_running_loop():
-                await session.close()
-            elif not session.closed:
-                raise ClientLoopError(
-                    "this HathoraClient's session belongs to another event loop: close it there"
-                )
-        if closer is not None and self._loop is asyncio.get_running_loop():
+        if session is not None and self._owns_session and self._loop is loop:
+            await session.close()
+        if closer is not None and self._loop is loop:
             await closer.aclose()
 
     async def request(
@@ -408,7 +571,7 @@ class Transport:
                 path = self._target(endpoint.path, path_segments)[0]
                 # Closed mid-call: a create may have reached the server only if
                 # it had a connection (not while queued or between attempts).
-                unknown = self._inflight.get(task, False) and not endpoint.idempotent
+                unknown = _left(self._inflight.get(task, False)) and not endpoint.idempotent
                 error._locate(endpoint.method, path, outcome_unknown=unknown)
                 raise error from None
             raise
@@ -444,13 +607,18 @@ class Transport:
         if query:
             url = url.with_query(query)
         headers = self._request_headers if json_body is None else self._request_json_headers
+        if self._check_proxy is not None:
+            self._refuse_proxy(endpoint, path)
         clock = options.clock
         policy = options.retry
         limit = options.max_response_bytes
         deadline = clock() + options.timeouts.total
         timeout = options.first_attempt_timeout
         # Whether an attempt may have left the client matters only for a create.
-        tracked = task if not endpoint.idempotent else None
+        # The client's own connector says when an attempt has a connection; with
+        # a caller's session, holding a slot must count as possibly sent.
+        owned = self._owns_session
+        tracked = task if not endpoint.idempotent and not owned else None
         slots = self._slots
         retries = 0
         # -- send budget (issue 12) --
@@ -459,6 +627,8 @@ class Transport:
         refusals = 0  # 429s: refused, so not counted against the retry attempts
         last: HathoraError | None = None
         # --
+        response: aiohttp.ClientResponse | None = None
+        response_headers: Mapping[str, str] | None = None
         while True:
             error: HathoraError
             sent = True
@@ -487,6 +657,8 @@ class Transport:
                     headers=headers,
                     data=json_body,
                     timeout=timeout,
+                    proxy=self._proxy,
+                    proxy_auth=self._proxy_auth,
                     allow_redirects=False,
                     # A caller's session defaults must not change what a call means.
                     raise_for_status=False,
@@ -504,9 +676,11 @@ class Transport:
                         body = await response.read()  # the usual answer, read at once
                     else:
                         # Compressed or of unknown length: counted after decoding.
-                        body = await _read_bounded(response, limit, status < 300)
+                        body = await _read_bounded(
+                            response, limit, status < 300, self._redactor.overlap
+                        )
             except _BodyTooLarge as exc:
-                error = ResponseTooLargeError(status, limit, exc.head)
+                error = ResponseTooLargeError(status, limit, _kept(exc.head, self._redactor))
                 # Never retried: another attempt would read (and inflate) it again.
                 retryable = False
                 sent = not (400 <= status < 500 and status != 408)
@@ -518,19 +692,31 @@ class Transport:
                 closed._locate(endpoint.method, path, outcome_unknown=False)
                 raise closed from exc
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                error, sent, retryable = _transport_error(exc)
+                connected = _left(self._inflight.get(task, False)) if owned and task else None
+                error, sent, retryable = _transport_error(exc, self._redactor, connected)
                 if self._closed:
+                    cause = error.__cause__
                     error = ClientClosedError("the HathoraClient was closed during the call")
+                    error.__cause__ = cause
+                    error.__suppress_context__ = True
                     retryable = False
-                error.__cause__ = exc
                 # Safe to resend a create only if it provably never left the client.
                 retryable = retryable and (endpoint.idempotent or not sent)
                 body = b""
             else:
                 if 200 <= status < 300:
                     budget.passed(ticket)  # send budget (issue 12)
-                    return self._success(endpoint, path, status, response_headers, body)
-                error = error_from_response(status, response_headers, body)
+                    try:
+                        return self._success(endpoint, path, status, response_headers, body)
+                    except ResponseDecodeError:
+                        body = b""  # the raw answer: see below
+                        response = response_headers = None
+                        raise
+                error = error_from_response(status, response_headers, body, self._redactor)
+                if not endpoint.idempotent and self._connector is not None and task is not None:
+                    protocol = self._inflight.get(task, False)
+                    if protocol is not True and protocol is not False:
+                        self._connector.doom(protocol)
                 # -- send budget (issue 12): a 429 slows (and may pause) every call --
                 if isinstance(error, RateLimitedError):
                     budget.refused(ticket, error.retry_after, policy.max_retry_after)
@@ -544,6 +730,10 @@ class Transport:
                 sent = not (400 <= status < 500 and status != 408)
             finally:
                 slots.release()
+            # The raw answer may show the token, and a traceback formatted with
+            # capture_locals shows this frame's locals: only the error's redacted copy stays.
+            body = b""
+            response = response_headers = None
             unknown = sent and not endpoint.idempotent
             error._locate(endpoint.method, path, outcome_unknown=unknown)
             if unknown and endpoint.creates and isinstance(error, (ApiError, ResponseDecodeError)):
@@ -553,8 +743,8 @@ class Transport:
             remaining = deadline - clock()
             counted = max(1, retries - refusals)  # send budget (issue 12)
             delay = self._delay_or_raise(error, retryable, counted, policy, remaining)
-            if tracked is not None:
-                self._inflight[tracked] = False  # refused or never sent: nothing made
+            if task is not None:
+                self._inflight[task] = False  # refused or never sent: nothing made
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug(
                     "retrying %s %s after %s (attempt %d of %d) in %.3fs",
@@ -573,6 +763,15 @@ class Transport:
                 raise_timeout(endpoint, path, error)
             last = error  # send budget (issue 12)
             timeout = options.attempt_timeout(remaining)
+
+    def _refuse_proxy(self, endpoint: Endpoint[Any], path: str) -> None:
+        """Refuse to send when the environment now names a proxy that would see the token."""
+        assert self._check_proxy is not None
+        reason = self._check_proxy()
+        if reason is not None:
+            error = HathoraConnectionError(f"refused before sending: {reason}")
+            error._locate(endpoint.method, path, outcome_unknown=False)
+            raise error
 
     async def _wait_for_slot(
         self, slots: _Slots, endpoint: Endpoint[Any], path: str, remaining: float, retries: int
@@ -603,15 +802,26 @@ class Transport:
         try:
             data = decode(body)
         except Exception as exc:  # any failure (RecursionError, MemoryError, ...) is typed
-            description = str(exc) if isinstance(exc, DecodeFailure) else repr(exc)
-            kept = body[: C.MAX_ERROR_BODY_BYTES]
-            error = ResponseDecodeError(status, description, kept)
-            # The server did act (it said so); only the answer is unreadable.
-            error._locate(endpoint.method, path, outcome_unknown=not endpoint.idempotent)
-            if endpoint.creates is not None:
-                error.process_id = created_id(body, endpoint.creates)
-            raise error from None
-        return _response(status, headers, data)
+            error = self._decode_error(endpoint, path, status, body, exc)
+        else:
+            return _response(status, headers, data)
+        # Out of this frame's locals (capture_locals): the raw answer may show the token.
+        del body, headers
+        raise error from None
+
+    def _decode_error(
+        self, endpoint: Endpoint[Any], path: str, status: int, body: bytes, exc: Exception
+    ) -> ResponseDecodeError:
+        """The error for a 2xx answer that cannot be decoded, the token redacted."""
+        description = str(exc) if isinstance(exc, DecodeFailure) else repr(exc)
+        # The description may quote the body: both lose any echo of the token.
+        redactor = self._redactor
+        error = ResponseDecodeError(status, redactor.text(description), _kept(body, redactor))
+        # The server did act (it said so); only the answer is unreadable.
+        error._locate(endpoint.method, path, outcome_unknown=not endpoint.idempotent)
+        if endpoint.creates is not None:
+            error.process_id = created_id(body, endpoint.creates)
+        return error
 
     @staticmethod
     def _delay_or_raise(
@@ -655,6 +865,11 @@ class Transport:
             raise error
 
 
+def _left(state: Any) -> bool:
+    """Whether an ``_inflight`` state says the attempt may have left the client."""
+    return state is not False
+
+
 def _only_cancelled_by_close(task: asyncio.Task[Any]) -> bool:
     """Withdraw close()'s cancellation; True if nobody else cancelled the task too."""
     uncancel = getattr(task, "uncancel", None)
@@ -677,18 +892,21 @@ def _short(error: HathoraError) -> str:
     return type(error).__name__
 
 
-async def _read_bounded(response: aiohttp.ClientResponse, limit: int, keep_all: bool) -> bytes:
+async def _read_bounded(
+    response: aiohttp.ClientResponse, limit: int, keep_all: bool, overlap: int
+) -> bytes:
     """Read the body as decoded (decompressed), refusing it past ``limit`` bytes.
 
     aiohttp inflates a compressed body piece by piece as it is read, so memory
     stays near ``limit`` whatever the ratio. An error answer (``keep_all``
-    False) keeps only its first ``MAX_ERROR_BODY_BYTES``, but is still read to
-    its end (within the limit) so the connection can be reused.
+    False) keeps only its first ``MAX_ERROR_BODY_BYTES`` (and ``overlap`` bytes
+    more, for the redaction of a token straddling the cut), but is still read
+    to its end (within the limit) so the connection can be reused.
     """
     length = response.content_length
     if length is not None and length > limit and _CONTENT_ENCODING not in response.headers:
         raise _BodyTooLarge(b"")
-    keep = limit if keep_all else C.MAX_ERROR_BODY_BYTES
+    keep = limit if keep_all else C.MAX_ERROR_BODY_BYTES + overlap
     chunks: list[bytes] = []
     kept = 0
     size = 0
@@ -700,5 +918,5 @@ async def _read_bounded(response: aiohttp.ClientResponse, limit: int, keep_all: 
             chunks.append(piece)
             kept += len(piece)
         if size > limit:
-            raise _BodyTooLarge(b"".join(chunks)[: C.MAX_ERROR_BODY_BYTES])
+            raise _BodyTooLarge(b"".join(chunks)[: C.MAX_ERROR_BODY_BYTES + overlap])
     return b"".join(chunks)

@@ -11,10 +11,12 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import unquote, urlsplit
 from urllib.request import getproxies, proxy_bypass
 
 import aiohttp
 import attrs
+from aiohttp.helpers import get_env_proxy_for_url
 from yarl import URL
 
 from . import _constants as C
@@ -22,6 +24,7 @@ from ._budget import RateLimit, RateLimitState, SendBudget
 from ._http import CallOptions, Endpoint, Query, Transport, _SecretHeader
 from ._paths import segment
 from ._recent import RecentCreates
+from ._redact import Redactor
 from .models import ApiResponse
 from .retry import RetryPolicy, Timeouts
 
@@ -76,9 +79,15 @@ _TOKEN_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 def _is_loopback(host: str | None) -> bool:
+    """Whether ``host`` surely names this machine: a loopback IP, or exactly ``localhost``.
+
+    Not ``*.localhost`` (RFC 6761 lets it resolve to loopback, but resolvers
+    and /etc/hosts entries may not), nor ``localhost.``: a name that could
+    resolve elsewhere must not receive the token over plain http.
+    """
     if host is None:
         return False
-    if host == "localhost" or host.endswith(".localhost"):
+    if host.lower() == "localhost":
         return True
     try:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
@@ -86,7 +95,26 @@ def _is_loopback(host: str | None) -> bool:
         return False
 
 
+# Whitespace and control characters: yarl would quietly percent-encode them.
+_URL_UNSAFE = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
+
+
+def _check_raw_url(text: str) -> None:
+    """Refuse what yarl would otherwise rewrite silently: spaces, controls, dot-segments.
+
+    A CR/LF (pasted, or injected into a config) would become part of the path;
+    a ``..`` or ``%2e%2e`` segment would be resolved away, sending the calls
+    somewhere other than the URL given.
+    """
+    if _URL_UNSAFE.search(text):
+        raise ValueError("base_url must not contain whitespace or control characters")
+    path = urlsplit(text).path
+    if any(unquote(part) in (".", "..") for part in path.split("/")):
+        raise ValueError("base_url must not contain '.' or '..' path segments")
+
+
 def _check_base_url(base_url: str | URL, allow_insecure_http: bool) -> URL:
+    _check_raw_url(base_url if isinstance(base_url, str) else str(base_url))
     url = URL(base_url)
     if url.scheme not in ("http", "https") or not url.host:
         raise ValueError(
@@ -116,26 +144,51 @@ def _budget(rate_limit: RateLimit | None, clock: Callable[[], float]) -> SendBud
     return SendBudget(rate_limit, clock)
 
 
-def _check_environment(url: URL, trust_env: bool, has_token: bool, insecure_ok: bool) -> None:
-    """Refuse settings where aiohttp would send the token in clear, or replace it.
+def _clear_text_proxy(url: URL, insecure_ok: bool) -> str | None:
+    """Why the environment's proxy (now) must not carry a call to ``url``, or None.
 
-    With ``trust_env`` aiohttp takes proxies from ``HTTP_PROXY``/``HTTPS_PROXY``
-    (minus ``NO_PROXY``) and credentials from ``.netrc``. An https target goes
-    through an http proxy inside a CONNECT tunnel, so the token stays inside
-    TLS; an http target (loopback, or ``allow_insecure_http``) would hand the
-    token in clear to the proxy.
+    An https target goes through an http proxy inside a CONNECT tunnel, so the
+    token stays inside TLS; an http target (loopback, or ``allow_insecure_http``)
+    would hand the token in clear to a proxy that is not on this machine.
     """
-    if not trust_env:
-        return
-    if url.scheme == "http" and not insecure_ok and url.host and not proxy_bypass(url.host):
-        proxy = getproxies().get("http")
-        proxy_host = URL(proxy).host if proxy else None
-        if proxy and not _is_loopback(proxy_host):
-            raise ValueError(
-                f"trust_env=True would send the token over plain http through the proxy "
-                f"{proxy_host} (HTTP_PROXY); add {url.host} to NO_PROXY, use https, or pass "
-                "allow_insecure_http=True"
-            )
+    if url.scheme != "http" or insecure_ok or not url.host or proxy_bypass(url.host):
+        return None
+    proxy = getproxies().get("http")
+    proxy_host = URL(proxy).host if proxy else None
+    if not proxy or _is_loopback(proxy_host):
+        return None
+    return (
+        f"trust_env=True would send the token over plain http through the proxy "
+        f"{proxy_host} (HTTP_PROXY); add {url.host} to NO_PROXY, use https, or pass "
+        "allow_insecure_http=True"
+    )
+
+
+def _env_proxy(url: URL, insecure_ok: bool) -> tuple[URL | None, aiohttp.BasicAuth | None]:
+    """The proxy (and its credentials) aiohttp's ``trust_env`` would use for ``url``, now.
+
+    Read once, at construction: the client's own session then passes it with
+    every request and never reads the environment again, so a later change of
+    ``HTTP_PROXY``/``NO_PROXY`` cannot route the token anywhere unchecked.
+    """
+    reason = _clear_text_proxy(url, insecure_ok)
+    if reason is not None:
+        raise ValueError(reason)
+    try:
+        return get_env_proxy_for_url(url)
+    except LookupError:  # no proxy for this URL
+        return None, None
+
+
+def _check_callers_session(url: URL, has_token: bool, insecure_ok: bool) -> None:
+    """Refuse a caller's ``trust_env`` session that would leak or replace the token now.
+
+    Such a session re-reads the environment per request, so the proxy is also
+    checked again before each call (see ``Transport``).
+    """
+    reason = _clear_text_proxy(url, insecure_ok)
+    if reason is not None:
+        raise ValueError(reason)
     if has_token and url.host and _netrc_has(url.host):
         raise ValueError(
             f"trust_env=True: .netrc has credentials for {url.host}, which aiohttp would "
@@ -184,10 +237,16 @@ class HathoraClient:
     when none came). ``max_response_bytes`` bounds every answer's body after
     decompression (default 4 MiB): a larger one raises
     ``ResponseTooLargeError``, never retried. ``trust_env`` (off by default)
-    lets the client's own session read ``HTTP_PROXY``/``HTTPS_PROXY``/``NO_PROXY``
-    and ``.netrc`` as aiohttp does; construction refuses a proxy that would see
-    the token in clear (an http target) and ``.netrc`` credentials for the API
-    host (they would replace the token).
+    takes the proxy from ``HTTP_PROXY``/``HTTPS_PROXY``/``NO_PROXY`` (and its
+    credentials from ``.netrc``) as aiohttp would, once, at construction: the
+    client's session then uses that proxy for every call and never reads the
+    environment again (nor ``.netrc`` credentials for the API host).
+    Construction refuses a proxy that would see the token in clear (an http
+    target). A caller's ``session`` with ``trust_env`` re-reads the environment
+    per request (aiohttp does): its proxy is then checked again before each
+    call, which fails with ``HathoraConnectionError`` (nothing sent) if the
+    token would now go in clear. Whatever a server echoes of the token in an
+    answer shows as ``<redacted>`` in every error (message, body, headers).
     ``sleep`` and ``clock`` (a monotonic clock in seconds) can be replaced, for
     example to make retry tests instant. ``rate_limit`` sets the send budget
     shared by every call of this client and its siblings (a ``RateLimit``;
@@ -235,12 +294,15 @@ class HathoraClient:
             raise ValueError("the session's auth= would clash with the token: drop one")
         _check_size(max_response_bytes)
         url = _check_base_url(base_url, allow_insecure_http)
-        _check_environment(
-            url,
-            trust_env or (session is not None and session.trust_env),
-            secret is not None,
-            allow_insecure_http,
-        )
+        proxy, proxy_auth = _env_proxy(url, allow_insecure_http) if trust_env else (None, None)
+        check_proxy: Callable[[], str | None] | None = None
+        if session is not None and session.trust_env:
+            _check_callers_session(url, secret is not None, allow_insecure_http)
+            if url.scheme == "http" and not allow_insecure_http:
+
+                def check_proxy() -> str | None:
+                    return _clear_text_proxy(url, allow_insecure_http)
+
         headers = {"Accept": "application/json", "User-Agent": C.USER_AGENT}
         if secret is not None:
             headers["Authorization"] = _SecretHeader(f"Bearer {secret.reveal()}")
@@ -252,8 +314,12 @@ class HathoraClient:
             session=session,
             max_connections=max_connections,
             trace_configs=trace_configs,
-            trust_env=trust_env,
             budget=_budget(rate_limit, clock),
+            # Built from the token inside the call: no local of this frame holds it.
+            redactor=Redactor(secret.reveal() if secret is not None else None),
+            proxy=proxy,
+            proxy_auth=proxy_auth,
+            check_proxy=check_proxy,
         )
         self._options = CallOptions(
             timeouts=Timeouts() if timeout is None else Timeouts.coerce(timeout),

@@ -97,9 +97,11 @@ class ApiError(HathoraError):
 
     ``message`` is the ``message`` of Hathora's ``{"message": ...}`` error body
     (or a short stand-in when the body is not of that shape), as the server
-    sent it; ``body`` is the raw body, cut to a bounded size. ``str(error)``
-    shows the message cut to 500 characters with control characters escaped,
-    so a hostile server cannot flood or rewrite a log line or terminal.
+    sent it; ``body`` is the raw body, cut to a bounded size; ``headers`` the
+    answer's headers. In all three the client's own token, if the server
+    echoed it, reads ``<redacted>``. ``str(error)`` shows the message cut to
+    500 characters with control characters escaped, so a hostile server cannot
+    flood or rewrite a log line or terminal.
     """
 
     def __init__(

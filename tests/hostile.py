@@ -13,6 +13,7 @@ import functools
 import gzip
 import json
 import socket
+import weakref
 import zlib
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
@@ -101,15 +102,47 @@ class Seen:
         return unquote(self.path_segments[index])
 
 
-class HostileServer:
-    """Answers from a queue (first) or per raw path, else ``default``; records all."""
+class _Connection:
+    """What the server remembers of one keep-alive connection."""
 
-    def __init__(self, default: Canned | None = None) -> None:
+    def __init__(self, now: float) -> None:
+        self.last = now
+        self.doomed = False
+
+
+class HostileServer:
+    """Answers from a queue (first) or per raw path, else ``default``; records all.
+
+    Two keep-alive behaviours of real servers, off by default, make a request
+    arriving on a reused connection meet a connection the server is closing
+    (it is cut off unanswered, never acted on, and counted in ``cut_off``):
+    ``idle_timeout`` (seconds) for a connection idle that long, as with
+    Node's ``keepAliveTimeout`` when the close and the request cross;
+    ``close_after_error`` for a connection that carried an error answer
+    (>= 400) without ``Connection: close``.
+    """
+
+    def __init__(
+        self,
+        default: Canned | None = None,
+        *,
+        idle_timeout: float | None = None,
+        close_after_error: bool = False,
+    ) -> None:
         self.default = default or Canned(404, b'{"message":"no canned answer"}')
         self.by_path: dict[str, Canned] = {}
         self.queue: deque[Canned] = deque()
         self.seen: list[Seen] = []
         self.url = ""
+        self.idle_timeout = idle_timeout
+        self.close_after_error = close_after_error
+        # Requests cut off unanswered on a connection the server was closing.
+        self.cut_off = 0
+        # How many connections requests arrived on.
+        self.connections = 0
+        self._connections: weakref.WeakKeyDictionary[object, _Connection] = (
+            weakref.WeakKeyDictionary()
+        )
         self._arrived = asyncio.Event()
 
     async def arrived(self, count: int = 1) -> None:
@@ -129,7 +162,24 @@ class HostileServer:
         """Answer the next requests, in order, with ``canned`` before anything else."""
         self.queue.extend(canned)
 
+    def _closing(self, request: web.Request) -> _Connection | None:
+        """The connection's record; None if the server was closing it (cut it off)."""
+        now = asyncio.get_running_loop().time()
+        connection = self._connections.get(request.transport)
+        if connection is None:
+            self.connections += 1
+            connection = self._connections[request.transport] = _Connection(now)
+        elif connection.doomed or (
+            self.idle_timeout is not None and now - connection.last > self.idle_timeout
+        ):
+            self.cut_off += 1
+            return None
+        return connection
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        connection = self._closing(request)
+        if connection is None:
+            return _abort(request)
         raw_path = request.raw_path
         self.seen.append(
             Seen(
@@ -149,6 +199,8 @@ class HostileServer:
             canned = self.by_path.get(raw_path.partition("?")[0], self.default)
         if canned.delay:
             await asyncio.sleep(canned.delay)
+        connection.last = asyncio.get_running_loop().time()
+        connection.doomed = self.close_after_error and canned.status >= 400
         if canned.drop:
             return _abort(request)
         if canned.cut is None and canned.drip is None and not canned.chunked:
@@ -189,9 +241,14 @@ async def _stream(request: web.Request, canned: Canned) -> web.StreamResponse:
 
 
 @asynccontextmanager
-async def hostile_server(default: Canned | None = None) -> AsyncIterator[HostileServer]:
-    """Serve a ``HostileServer`` on a free loopback port for the ``async with`` body."""
-    server = HostileServer(default)
+async def hostile_server(
+    default: Canned | None = None, **behaviour: Any
+) -> AsyncIterator[HostileServer]:
+    """Serve a ``HostileServer`` on a free loopback port for the ``async with`` body.
+
+    ``behaviour``: ``idle_timeout`` and ``close_after_error`` (see ``HostileServer``).
+    """
+    server = HostileServer(default, **behaviour)
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", server._handle)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -205,7 +262,44 @@ async def hostile_server(default: Canned | None = None) -> AsyncIterator[Hostile
         await runner.cleanup()
 
 
-def hostile_client(server: HostileServer, **options: Any) -> HathoraClient:
+class RawServer:
+    """Answers every request with the same raw bytes, valid HTTP or not, then closes.
+
+    For what aiohttp's web server cannot send: malformed status lines and headers.
+    ``requests`` counts the requests that arrived.
+    """
+
+    def __init__(self, reply: bytes) -> None:
+        self.reply = reply
+        self.requests = 0
+        self.url = ""
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            self.requests += 1
+            writer.write(self.reply)
+            await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+
+@asynccontextmanager
+async def raw_server(reply: bytes) -> AsyncIterator[RawServer]:
+    """Serve a ``RawServer`` answering ``reply`` on a free loopback port."""
+    server = RawServer(reply)
+    listener = await asyncio.start_server(server._handle, "127.0.0.1", 0)
+    try:
+        server.url = f"http://127.0.0.1:{listener.sockets[0].getsockname()[1]}"
+        yield server
+    finally:
+        listener.close()
+        await listener.wait_closed()
+
+
+def hostile_client(server: HostileServer | RawServer, **options: Any) -> HathoraClient:
     """A client of ``server`` with ``TOKEN`` and ``APP_ID`` that never retries (by default)."""
     options.setdefault("retry", RetryPolicy.none())
     return HathoraClient(TOKEN, APP_ID, base_url=server.url, **options)

@@ -506,3 +506,70 @@ async def test_preallocate_never_aborts_on_an_error_of_one_slot(short_grace: flo
     assert len(result.failed) >= 3
     made = set(statuses(fake))
     assert made == set(result.created) | {p.process_id for p in result.strays}
+
+
+# -- the fake acts on a request it accepted, whether or not its client waits ----------
+
+
+async def test_a_create_whose_client_hung_up_during_the_fakes_latency_is_still_made() -> None:
+    async with setup(retry=RetryPolicy.none(), client_options={"timeout": 0.1}) as (fake, client):
+        fake.faults.add("create_process", Fault(latency=0.4))
+        with pytest.raises(HathoraError) as caught:
+            await client.processes.create_process(Region.SEATTLE)
+        assert caught.value.outcome_unknown is True
+        # The connection is gone at once (the handler ended), the action goes on.
+        await until(lambda: fake.open_connections == 0)
+        assert fake.processes_created == 0
+        await until(lambda: fake.processes_created == 1)
+        [made] = fake.processes()
+        assert made["region"] == "Seattle"
+
+
+@pytest.mark.parametrize(
+    "operation", ["stop_process", "create_room", "destroy_room", "update_room_config"]
+)
+async def test_every_state_change_is_carried_out_after_its_client_hung_up(operation: str) -> None:
+    async with setup(retry=RetryPolicy.none()) as (fake, client):
+        process = await client.processes.create_process(Region.SEATTLE)
+        room = await client.rooms.create_room(Region.SEATTLE)
+        hasty = client.with_options(timeout=0.1)
+        fake.faults.add(operation, Fault(latency=0.4))
+        with pytest.raises(HathoraError):
+            if operation == "stop_process":
+                await hasty.processes.stop_process(process.process_id)
+            elif operation == "create_room":
+                await hasty.rooms.create_room(Region.SEATTLE, room_id="late-room")
+            elif operation == "update_room_config":
+                await hasty.rooms.update_room_config(room.room_id, "late-config")
+            else:
+                await hasty.rooms.destroy_room(room.room_id)
+        if operation == "stop_process":
+            await until(lambda: statuses(fake)[process.process_id] != "running")
+        elif operation == "create_room":
+            await until(lambda: fake.rooms_created == 2)
+            assert fake.room("late-room")["status"] in ("active", "scheduling")
+        elif operation == "update_room_config":
+            await until(lambda: fake.room(room.room_id)["roomConfig"] == "late-config")
+        else:
+            await until(lambda: fake.room(room.room_id)["status"] == "destroyed")
+
+
+async def test_a_read_whose_client_hung_up_ends_with_it() -> None:
+    async with setup(retry=RetryPolicy.none(), client_options={"timeout": 0.1}) as (fake, client):
+        fake.faults.add("get_latest_processes", Fault(latency=30.0))
+        with pytest.raises(HathoraError):
+            await client.processes.get_latest_processes()
+        await until(lambda: fake.open_connections == 0)
+        assert not fake._acting
+
+
+async def test_closing_the_fake_ends_the_actions_still_running() -> None:
+    async with setup(retry=RetryPolicy.none(), client_options={"timeout": 0.1}) as (fake, client):
+        fake.faults.add("create_process", Fault(latency=30.0))
+        with pytest.raises(HathoraError):
+            await client.processes.create_process(Region.SEATTLE)
+        await until(lambda: fake.open_connections == 0)
+        assert len(fake._acting) == 1
+    # Out of the fake's context: the pending action was cancelled, nothing made.
+    assert not fake._acting
+    assert fake.processes_created == 0

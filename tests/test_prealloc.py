@@ -479,3 +479,24 @@ async def test_bad_input_fails_before_any_io(
         with pytest.raises(error):
             await client.preallocate(plan, **options)
     assert sum(fake.request_counts.values()) == 0
+
+
+async def test_a_create_timing_out_during_the_fakes_latency_leaves_a_stray_found() -> None:
+    # The fake acts on a create its client gave up on (as a real server would):
+    # the outcome-unknown create is reconciled into the process it made.
+    async with FakeHathora(seed=5) as fake:
+        fake.faults.add("create_process", Fault(latency=0.5))
+        async with HathoraClient(
+            fake.token, fake.app_id, base_url=fake.url, timeout=0.2, retry=RetryPolicy.none()
+        ) as client:
+            events: list[PreallocationEvent] = []
+            result = await client.preallocate(
+                {Region.SEATTLE: 2}, wait=False, poll_interval=0.05, on_event=events.append
+            )
+        made = {p["processId"] for p in fake.processes()}
+        assert fake.processes_created == 2
+        [failure] = result.failed
+        assert failure.outcome_unknown is True
+        [stray] = result.strays
+        assert {stray.process_id, *result.created} == made
+        assert [e.kind for e in events].count("stray") == 1

@@ -43,6 +43,7 @@ from hathora_async import (
     Timeouts,
     UnauthorizedError,
 )
+from hathora_async import _constants as C
 from hathora_async.testing import FakeHathora, Fault, ManualClock
 
 TOKEN = "tok-SECRET-reliability-7d1f"
@@ -720,3 +721,92 @@ async def test_with_options_sleep_replaces_the_wait_between_retries(fake: FakeHa
         assert await client.with_options(sleep=record).processes.get_latest_processes() == []
     assert waits == [0.5, 1.0]
     assert fake.request_counts["get_latest_processes"] == 3
+
+
+# -- keep-alive: never send a create on a connection the server is closing -------------
+# A request sent on a pooled connection as the server closes it is cut off after
+# leaving: a create's outcome is then unknown. The hostile server cuts off requests
+# arriving on a connection it would be closing.
+
+# Node's default keepAliveTimeout (seconds), the shortest of common servers' idle timeouts.
+NODE_IDLE_TIMEOUT = 5.0
+
+
+async def test_the_keep_alive_is_shorter_than_common_servers_idle_timeouts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Scaled down tenfold: the server closes connections idle for 0.5 s, the client
+    # keeps one idle at most a tenth of its real default; the pause exceeds both.
+    scale = 0.1
+    monkeypatch.setattr(C, "DEFAULT_KEEPALIVE_TIMEOUT", C.DEFAULT_KEEPALIVE_TIMEOUT * scale)
+    async with hostile_server(
+        Canned.json(process_json(), 201), idle_timeout=NODE_IDLE_TIMEOUT * scale
+    ) as server:
+        async with hostile_client(server) as client:
+            await client.processes.create_process("Seattle")
+            await asyncio.sleep(NODE_IDLE_TIMEOUT * scale + 0.1)
+            await client.processes.create_process("Seattle")  # on a fresh connection
+        assert server.cut_off == 0
+        assert server.connections == 2
+
+
+async def test_a_connection_idle_past_the_servers_timeout_cuts_a_create_off() -> None:
+    # The hostile mode the test above relies on: a reused stale connection is cut off.
+    async with hostile_server(Canned.json(process_json(), 201), idle_timeout=0.1) as server:
+        async with hostile_client(server) as client:
+            await client.processes.create_process("Seattle")
+            await asyncio.sleep(0.2)
+            with pytest.raises(HathoraConnectionError) as caught:
+                await client.processes.create_process("Seattle")
+        assert caught.value.outcome_unknown is True
+        assert server.cut_off == 1
+
+
+@pytest.mark.parametrize("status", [429, 503, 500])
+async def test_a_creates_retry_after_an_error_answer_goes_out_on_a_fresh_connection(
+    status: int,
+) -> None:
+    # The server closes a connection after an error answer, without saying so.
+    async with hostile_server(close_after_error=True) as server:
+        server.answer_next(
+            Canned.json({"message": "later"}, status, **{"Retry-After": "0.05"}),
+            Canned.json(process_json(), 201),
+        )
+        policy = RetryPolicy(attempts=2, initial_delay=0.05, max_delay=0.05)
+        async with hostile_client(server, retry=policy) as client:
+            if status == 429:
+                await client.processes.create_process("Seattle")
+                assert len(server.seen) == 2
+            else:
+                # A 5xx create is never resent (it may have acted): the next create
+                # is a new call, which must not meet the doomed connection either.
+                with pytest.raises(ServerError):
+                    await client.processes.create_process("Seattle")
+                await client.processes.create_process("Seattle")
+        assert server.cut_off == 0
+        assert server.connections == 2
+
+
+@pytest.mark.parametrize("status", [400, 404, 409])
+async def test_a_create_after_a_refused_create_goes_out_on_a_fresh_connection(
+    status: int,
+) -> None:
+    async with hostile_server(close_after_error=True) as server:
+        server.answer_next(Canned.json({"message": "no"}, status), Canned.json(process_json(), 201))
+        async with hostile_client(server) as client:
+            with pytest.raises(HathoraError):
+                await client.processes.create_process("Seattle")
+            process = await client.processes.create_process("Seattle")
+        assert process.process_id == process_json()["processId"]
+        assert server.cut_off == 0 and server.connections == 2
+
+
+async def test_reads_keep_their_connection_after_an_error_answer() -> None:
+    # Only creates pay for a fresh connection: a read is safe to resend anyway.
+    async with hostile_server(Canned.json(process_json())) as server:
+        server.answer_next(Canned.json({"message": "no"}, 404))
+        async with hostile_client(server) as client:
+            with pytest.raises(NotFoundError):
+                await client.processes.get_process_info("p-1")
+            await client.processes.get_process_info("p-1")
+        assert server.connections == 1

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 import aiohttp
 import pytest
 from hostile import APP_ID, TOKEN, Canned, HostileServer
+from yarl import URL
 
 from hathora_async import (
     ClientClosedError,
@@ -281,6 +282,13 @@ def test_from_env_without_a_token(monkeypatch: pytest.MonkeyPatch, value: str | 
         "http://10.0.0.5:8080",
         "http://[2001:db8::1]/",
         "http://localhostx",
+        # Only literal loopback IPs and exactly "localhost" are trusted by name:
+        # these may resolve anywhere (a resolver, /etc/hosts, a search domain).
+        "http://game.localhost",
+        "http://evil.localhost:1",
+        "http://localhost.:1",
+        "http://localhost.example.com",
+        "http://127.0.0.1.nip.io",
     ],
 )
 def test_plain_http_to_a_non_loopback_host_is_refused(url: str) -> None:
@@ -297,7 +305,7 @@ def test_plain_http_to_a_non_loopback_host_is_refused(url: str) -> None:
         "http://127.0.0.1",
         "http://127.8.9.10:1",
         "http://[::1]:8080",
-        "http://game.localhost",
+        "HTTP://LOCALHOST:1",
         "https://api.hathora.dev",
         "https://10.0.0.5",
     ],
@@ -318,6 +326,47 @@ def test_https_and_loopback_http_are_accepted(url: str) -> None:
 def test_malformed_base_urls_are_refused(url: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         HathoraClient("t", "a", base_url=url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://api.hathora.dev/\r\nX: y",
+        "https://api.hathora.dev/\nX-Injected: 1",
+        "https://api.hathora.dev/a b",
+        "https://api.hathora.dev\t/",
+        " https://api.hathora.dev",
+        "https://api.hathora.dev/ ",
+        "https://api.hathora.dev/\x00",
+        "https://api.hathora.dev/\x7f",
+        "https://api.hathora.dev/\x85",
+        "https://api.hathora.dev/\u2028",
+        "https://api.hathora.dev/\u00a0x",
+    ],
+)
+def test_base_urls_with_whitespace_or_control_characters_are_refused(url: str) -> None:
+    # yarl would percent-encode them into the path (CR LF became "/X:%20y"), not refuse.
+    with pytest.raises(ValueError, match="whitespace or control characters"):
+        HathoraClient("t", "a", base_url=url)
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/..", "/../evil", "/%2e%2e/evil", "/%2E%2E/evil", "/.%2e/evil", "/a/./b", "/%2e/b", "/a/.."],
+)
+def test_base_urls_with_dot_segments_are_refused(path: str) -> None:
+    # yarl would resolve them: "/%2e%2e/evil" became "/evil", another path than given.
+    for base in ("https://api.hathora.dev", "http://127.0.0.1:1"):
+        with pytest.raises(ValueError, match="path segments"):
+            HathoraClient("t", "a", base_url=base + path)
+        with pytest.raises(ValueError, match="path segments"):
+            HathoraClient("t", "a", base_url=URL(base + path, encoded=True))
+
+
+@pytest.mark.parametrize("path", ["/v1..2", "/.well-known", "/a.b/c", "/..."])
+def test_base_urls_with_dots_inside_segments_are_kept(path: str) -> None:
+    client = HathoraClient("t", "a", base_url="https://api.hathora.dev" + path)
+    assert client.base_url.raw_path == path
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,7 @@ from hostile import (
     Canned,
     HostileServer,
     Op,
+    black_hole,
     bomb,
     hostile_client,
     hostile_server,
@@ -439,18 +440,23 @@ async def test_trust_env_refuses_a_proxy_that_would_see_the_token_in_clear(
             HathoraClient(TOKEN, APP_ID, base_url="http://127.0.0.1:9", session=session)
 
 
-def test_trust_env_refuses_netrc_credentials_for_the_api_host(
-    no_proxy_env: pytest.MonkeyPatch, tmp_path: Path
+async def test_netrc_credentials_never_replace_the_token(
+    no_proxy_env: pytest.MonkeyPatch, tmp_path: Path, hostile: HostileServer
 ) -> None:
     netrc = tmp_path / "netrc"
-    netrc.write_text("machine api.example login someone password hunter2\n")
+    netrc.write_text("machine 127.0.0.1 login someone password hunter2\n")
     netrc.chmod(0o600)
     no_proxy_env.setenv("NETRC", str(netrc))
-    with pytest.raises(ValueError, match=r"\.netrc has credentials for api\.example") as caught:
-        HathoraClient(TOKEN, APP_ID, base_url="https://api.example", trust_env=True)
+    hostile.answer(Canned.json(process_json()))
+    # The client's own session reads the environment once, for the proxy only.
+    async with hostile_client(hostile, trust_env=True) as client:
+        await client.processes.get_process_info("p-1")
+    assert hostile.seen[0].header_values("Authorization") == [f"Bearer {TOKEN}"]
+    # A caller's trust_env session would read .netrc on every request: refused.
+    async with aiohttp.ClientSession(trust_env=True) as session:
+        with pytest.raises(ValueError, match=r"\.netrc has credentials for 127\.0\.0\.1") as caught:
+            HathoraClient(TOKEN, APP_ID, base_url=hostile.url, session=session)
     assert "hunter2" not in str(caught.value)
-    HathoraClient(TOKEN, APP_ID, base_url="https://api.example")
-    HathoraClient(TOKEN, APP_ID, base_url="https://other.example", trust_env=True)
 
 
 @pytest.mark.parametrize(
@@ -688,3 +694,251 @@ async def test_a_broken_answer_to_a_create_is_typed_and_outcome_unknown(
             await client.processes.create_process("Seattle")
     assert caught.value.outcome_unknown is True
     assert len(hostile.seen) == 1
+
+
+# -- the proxy is decided once (trust_env) ---------------------------------------------
+# With trust_env aiohttp would re-read HTTP_PROXY/NO_PROXY on every request, after
+# the construction-time check. "0.0.0.0" stands in for a proxy elsewhere: the check
+# does not count it as loopback, yet a connection to it stays on this machine.
+
+
+@pytest.mark.parametrize("change", ["proxy-set", "proxy-elsewhere-set", "bypass-dropped"])
+async def test_the_environment_is_not_read_again_after_construction(
+    hostile: HostileServer, no_proxy_env: pytest.MonkeyPatch, change: str
+) -> None:
+    hostile.answer(Canned.json(process_json()))
+    async with hostile_server(Canned.json(process_json())) as proxy:
+        elsewhere = f"http://0.0.0.0:{proxy.url.rsplit(':', 1)[1]}"
+        if change == "bypass-dropped":
+            no_proxy_env.setenv("HTTP_PROXY", elsewhere)
+            no_proxy_env.setenv("NO_PROXY", "127.0.0.1")
+        async with hostile_client(hostile, trust_env=True) as client:
+            if change == "bypass-dropped":
+                no_proxy_env.delenv("NO_PROXY")
+            else:
+                no_proxy_env.setenv("HTTP_PROXY", proxy.url if change == "proxy-set" else elsewhere)
+            await client.processes.get_process_info("p-1")
+            await client.processes.create_process("Seattle")
+        assert proxy.seen == []
+    assert len(hostile.seen) == 2
+
+
+async def test_the_proxy_chosen_at_construction_stays_the_one_used(
+    hostile: HostileServer, no_proxy_env: pytest.MonkeyPatch
+) -> None:
+    async with (
+        hostile_server(Canned.json(process_json())) as chosen,
+        hostile_server(Canned.json(process_json())) as later,
+    ):
+        no_proxy_env.setenv("HTTP_PROXY", chosen.url)
+        async with hostile_client(hostile, trust_env=True) as client:
+            no_proxy_env.setenv("HTTP_PROXY", later.url)
+            await client.processes.get_process_info("p-1")
+            no_proxy_env.delenv("HTTP_PROXY")
+            await client.processes.get_process_info("p-1")
+        assert len(chosen.seen) == 2 and later.seen == []
+        assert all(s.raw_path.startswith(hostile.url) for s in chosen.seen)
+    assert hostile.seen == []
+
+
+async def test_a_callers_trust_env_session_is_checked_again_before_each_call(
+    hostile: HostileServer, no_proxy_env: pytest.MonkeyPatch
+) -> None:
+    # aiohttp reads the environment per request for such a session: the client
+    # re-checks it before each call and refuses, sending nothing.
+    hostile.answer(Canned.json(process_json()))
+    async with (
+        hostile_server(Canned.json(process_json())) as proxy,
+        aiohttp.ClientSession(trust_env=True) as session,
+    ):
+        port = proxy.url.rsplit(":", 1)[1]
+        client = hostile_client(hostile, session=session)
+        await client.processes.get_process_info("p-1")
+        no_proxy_env.setenv("HTTP_PROXY", f"http://0.0.0.0:{port}")
+        for call in (
+            client.processes.create_process("Seattle"),
+            client.rooms.get_connection_info("r1"),
+        ):
+            with pytest.raises(HathoraConnectionError, match="plain http through the proxy") as e:
+                await call
+            assert e.value.outcome_unknown is False
+            assert TOKEN not in str(e.value)
+        assert proxy.seen == []
+        # A proxy on this machine is fine, as at construction.
+        no_proxy_env.setenv("HTTP_PROXY", proxy.url)
+        await client.processes.get_process_info("p-1")
+        assert len(proxy.seen) == 1
+    assert len(hostile.seen) == 1
+
+
+# -- a loop closed under the client --------------------------------------------------------
+# A loop closed without shutdown_asyncgens() (run_until_complete, then close) never
+# ran the client's closer: its sockets are closed directly, and the client goes on.
+
+
+def _wait_until_closed_by_the_server(fake: FakeHathora) -> None:
+    deadline = time.monotonic() + 5
+    while fake.open_connections and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+async def _create_several(client: HathoraClient) -> None:
+    # At once: several pooled connections.
+    await asyncio.gather(*(client.processes.create_process("Seattle") for _ in range(5)))
+
+
+@pytest.mark.parametrize("then", ["aclose", "call-then-aclose", "sibling-aclose"])
+def test_a_client_whose_loop_was_closed_without_shutdown_recovers_and_leaks_nothing(
+    fake_in_thread: FakeHathora, then: str
+) -> None:
+    fake = fake_in_thread
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        client = HathoraClient(fake.token, fake.app_id, base_url=fake.url)
+        first = asyncio.new_event_loop()
+        first.run_until_complete(_create_several(client))
+        first.close()  # no shutdown_asyncgens: the client's session is left open
+        assert fake.open_connections >= 1
+        if then == "call-then-aclose":
+            asyncio.run(_use(client))  # a fresh session in the new loop
+        closer = client.with_options(timeout=5) if then == "sibling-aclose" else client
+        asyncio.run(closer.aclose())
+        assert client.closed
+        # Closed by the client, not left to the garbage collector.
+        _wait_until_closed_by_the_server(fake)
+        assert fake.open_connections == 0
+        del client, closer, first
+        gc.collect()
+    assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
+def test_a_closed_loops_client_can_be_closed_from_a_plain_new_loop(
+    fake_in_thread: FakeHathora,
+) -> None:
+    fake = fake_in_thread
+    client = HathoraClient(fake.token, fake.app_id, base_url=fake.url)
+    first = asyncio.new_event_loop()
+    first.run_until_complete(_use(client))
+    first.close()
+    second = asyncio.new_event_loop()
+    try:
+        second.run_until_complete(_use(client))
+        second.run_until_complete(client.aclose())
+        second.run_until_complete(client.aclose())  # twice is fine
+    finally:
+        second.close()
+    with pytest.raises(ClientClosedError):
+        asyncio.run(_use(client))
+    _wait_until_closed_by_the_server(fake)
+    assert fake.open_connections == 0
+
+
+def test_aclose_from_another_loop_while_the_first_lives_leaves_the_client_usable_there(
+    fake_in_thread: FakeHathora,
+) -> None:
+    fake = fake_in_thread
+    first = asyncio.new_event_loop()
+    client = HathoraClient(fake.token, fake.app_id, base_url=fake.url)
+    try:
+        first.run_until_complete(_use(client))
+        with pytest.raises(ClientLoopError, match="close it there"):
+            asyncio.run(client.aclose())
+        assert not client.closed
+        first.run_until_complete(_use(client))  # still works in its own loop
+    finally:
+        first.run_until_complete(client.aclose())
+        first.run_until_complete(first.shutdown_asyncgens())
+        first.close()
+    assert client.closed
+
+
+# -- aclose() flags "outcome unknown" only for creates that had a connection ------------
+
+
+@pytest.mark.parametrize("max_connections", [3, 100])
+async def test_aclose_does_not_flag_creates_still_connecting(max_connections: int) -> None:
+    # A connect that hangs (a full accept queue): nothing can have been sent.
+    with black_hole() as listener:
+        port = listener.getsockname()[1]
+        client = HathoraClient(
+            TOKEN, APP_ID, base_url=f"http://127.0.0.1:{port}", max_connections=max_connections
+        )
+        calls = [
+            asyncio.ensure_future(client.processes.create_process("Seattle")) for _ in range(6)
+        ]
+        await asyncio.sleep(0.2)
+        assert not any(call.done() for call in calls)
+        await client.aclose()
+        errors = await asyncio.gather(*calls, return_exceptions=True)
+    assert all(isinstance(e, ClientClosedError) for e in errors)
+    assert [e.outcome_unknown for e in errors if isinstance(e, HathoraError)] == [False] * 6
+
+
+async def test_aclose_on_a_callers_session_counts_a_connecting_create_as_possibly_sent() -> None:
+    # A caller's session cannot say when a connection is ready: the conservative rule.
+    with black_hole() as listener:
+        port = listener.getsockname()[1]
+        async with aiohttp.ClientSession() as session:
+            client = HathoraClient(
+                TOKEN, APP_ID, base_url=f"http://127.0.0.1:{port}", session=session
+            )
+            call = asyncio.ensure_future(client.processes.create_process("Seattle"))
+            await asyncio.sleep(0.2)
+            await client.aclose()
+            with pytest.raises(ClientClosedError) as caught:
+                await call
+    assert caught.value.outcome_unknown is True
+
+
+@pytest.mark.parametrize("max_connections", [10, 100])
+@pytest.mark.parametrize("close_after", [0.0, 0.001, 0.02, 0.1])
+async def test_aclose_during_many_creates_flags_every_create_the_server_got(
+    max_connections: int, close_after: float
+) -> None:
+    async with FakeHathora(latency=0.2) as fake:
+        client = HathoraClient(
+            fake.token, fake.app_id, base_url=fake.url, max_connections=max_connections
+        )
+        calls = [
+            asyncio.ensure_future(client.processes.create_process("Seattle")) for _ in range(300)
+        ]
+        await asyncio.sleep(close_after)
+        await client.aclose()
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        unknown = sum(isinstance(r, HathoraError) and r.outcome_unknown for r in results)
+        returned = sum(not isinstance(r, BaseException) for r in results)
+        assert all(isinstance(r, ClientClosedError) for r in results if isinstance(r, Exception))
+        # Every create the server got is returned or flagged; none that never had a
+        # connection is flagged (at most one per connection).
+        received = fake.request_counts["create_process"]
+        assert received <= returned + unknown
+        assert unknown <= max_connections
+        if close_after == 0.0:
+            # Closed before any connect could complete (one loop step): none flagged.
+            assert unknown == received == 0
+        # (The fake makes a process for each create it got, the client gone or not.)
+        for _ in range(1000):
+            if fake.processes_created >= received:
+                break
+            await asyncio.sleep(0.01)
+        assert fake.processes_created == received
+
+
+async def test_a_create_whose_total_timer_fires_while_connecting_is_known_not_sent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Whichever timer fires (a sluggish loop can let the total one win): with no
+    # connection, nothing was sent. Here only the total timer exists.
+    def total_only(self: http.CallOptions, remaining: float) -> aiohttp.ClientTimeout:
+        return aiohttp.ClientTimeout(total=remaining, ceil_threshold=float("inf"))
+
+    monkeypatch.setattr(http.CallOptions, "attempt_timeout", total_only)
+    with black_hole() as listener:
+        port = listener.getsockname()[1]
+        async with HathoraClient(
+            TOKEN, APP_ID, base_url=f"http://127.0.0.1:{port}", timeout=0.3
+        ) as client:
+            with pytest.raises(HathoraTimeoutError) as caught:
+                await client.processes.create_process("Seattle")
+    assert caught.value.outcome_unknown is False
+    assert "outcome unknown" not in str(caught.value)

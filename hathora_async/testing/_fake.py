@@ -82,6 +82,14 @@ class FakeHathora:
       far ahead of (or behind) the machine's. Every timestamp it reports
       (``createdAt``, ``startedAt``, ``stoppingAt``, ``terminatedAt``, room
       allocation times, the ``Date`` header) is shifted by it.
+
+    Like a real server, the fake carries out a request that changes state
+    (a create, stop, destroy or config update: any method but GET) once it has
+    arrived, even if the client hangs up meanwhile (its timeout fires during
+    ``latency``, it is cancelled, it closes): the process or room is made, and
+    only the answer is lost, so an outcome-unknown create leaves something to
+    reconcile. Reads stop as soon as their client is gone. ``close()`` cancels
+    the actions still running.
     """
 
     def __init__(
@@ -139,6 +147,8 @@ class FakeHathora:
         self.gateway: GatewayLimit | None = None
         if rate_limit is not None:
             self.gateway = GatewayLimit(rate_limit, rate_burst, retry_after, self.world.clock)
+        # Actions that go on after their client hung up, until they end or close().
+        self._acting: set[asyncio.Task[web.StreamResponse]] = set()
         self.app = self._build_app()
 
     # -- server lifecycle --------------------------------------------------
@@ -170,7 +180,8 @@ class FakeHathora:
             return
         # handler_cancellation: a client that hangs up mid-request (cancelled,
         # timed out) ends its handler, as a real server would, so the connection
-        # is gone at once (open_connections) and no handler outlives close().
+        # is gone at once (open_connections); a state change it asked for still
+        # happens (see _route), and close() ends those still running.
         runner = web.AppRunner(
             self.app, access_log=None, handle_signals=False, handler_cancellation=True
         )
@@ -185,10 +196,14 @@ class FakeHathora:
         self._port = runner.addresses[0][1]
 
     async def close(self) -> None:
-        """Stop serving and drop every connection."""
+        """Stop serving, drop every connection, cancel the actions still running."""
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
+        acting = list(self._acting)
+        for task in acting:
+            task.cancel()
+        await asyncio.gather(*acting, return_exceptions=True)
 
     async def __aenter__(self) -> FakeHathora:
         await self.start()
@@ -282,7 +297,16 @@ class FakeHathora:
         self.faults.routes.add(name)
 
         async def handle(request: web.Request) -> web.StreamResponse:
-            return await self._serve(request, name, action)
+            if request.method == "GET":
+                return await self._serve(request, name, action)
+            # Accepted (with its body, kept by aiohttp for the action): it acts even
+            # if the client hangs up (handler_cancellation cancels this handler
+            # then, not the shielded task).
+            await request.read()
+            task = asyncio.ensure_future(self._serve(request, name, action))
+            self._acting.add(task)
+            task.add_done_callback(self._acting.discard)
+            return await asyncio.shield(task)
 
         return handle
 
