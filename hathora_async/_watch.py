@@ -49,9 +49,10 @@ _LEAD = object()  # a member's answer meaning "the leader left: lead the round y
 
 
 class _Round:
-    __slots__ = ("members",)
+    __slots__ = ("leader", "members")
 
-    def __init__(self) -> None:
+    def __init__(self, leader: str) -> None:
+        self.leader = leader  # the process id of the poll that will send the listing
         self.members: list[tuple[str, asyncio.Future[object]]] = []
 
 
@@ -136,10 +137,8 @@ class ProcessWatcher:
         poll = _Poll(process_id, list_region, deadline, interval, clock, sleep)
         if state.round is not None:
             return await self._join(state, state.round, poll)
-        state.round = _Round()
-        # A pool's pass polls all its records at once: let them join first.
-        await asyncio.sleep(0)
-        return await self._lead(state, poll)
+        state.round = _Round(process_id)
+        return await self._lead(state, poll, first=True)
 
     async def _join(self, state: _Region, round_: _Round, poll: _Poll) -> ProcessV2 | None:
         future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
@@ -175,19 +174,23 @@ class ProcessWatcher:
     def _hand_over(self, state: _Region, round_: _Round) -> None:
         """The leader leaves before sending: the first member leads, else the round ends."""
         while round_.members:
-            _, future = round_.members.pop(0)
+            pid, future = round_.members.pop(0)
             if not future.done():
+                round_.leader = pid
                 future.set_result(_LEAD)
                 return
         if state.round is round_:
             state.round = None
             self._forget_if_unused(state)
 
-    async def _lead(self, state: _Region, poll: _Poll) -> ProcessV2 | None:
+    async def _lead(self, state: _Region, poll: _Poll, first: bool = False) -> ProcessV2 | None:
         round_ = state.round
         assert round_ is not None
         clock = poll.clock
         try:
+            if first:
+                # A pool's pass polls all its records at once: let them join first.
+                await asyncio.sleep(0)
             while True:
                 remaining = poll.deadline - clock()
                 start = state.last + poll.interval
