@@ -432,6 +432,7 @@ async def test_every_key_is_under_the_prefix_and_expires(
         ),
         fence=fence,
     )
+    await a.restore((), (), seen=None, hold=3)  # the marker of a recovery
     async with aioredis.Redis.from_url(server.url, decode_responses=True) as r:
         keys = sorted([k async for k in r.scan_iter(match="*")])
         assert keys == sorted(a.keys.values())
@@ -445,6 +446,9 @@ async def test_every_key_is_under_the_prefix_and_expires(
             "records": 100_000,
             "snapshot": 100_000,
             "fence": 100_000,
+            "epoch": 100_000,
+            "seq": 100_000,
+            "recovering": 3000,
         }
         assert set(ttls) == set(limits)
         for key, ttl in ttls.items():
@@ -457,10 +461,10 @@ async def test_every_key_is_under_the_prefix_and_expires(
         await a.commit(Commit(drop_records=("p1",), drop_intents=("i1",)), fence=fence)
         await a.release()
         await a.leave()
-        assert sorted([k async for k in r.scan_iter(match="*")]) == [
-            prefix + "fence",
-            prefix + "snapshot",
-        ]
+        left = {"epoch", "fence", "recovering", "seq", "snapshot"}  # each with its TTL above
+        assert sorted([k async for k in r.scan_iter(match="*")]) == sorted(
+            prefix + k for k in left
+        )
 
 
 async def test_an_unreadable_value_is_a_store_error(
