@@ -12,21 +12,29 @@ one cluster slot, so each script runs on one node)::
     hathora-async:pool:{N}:intents   hash    intent id -> intent JSON    PX intent_ttl
     hathora-async:pool:{N}:snapshot  string  snapshot JSON               PX state_ttl
     hathora-async:pool:{N}:members   zset    replica id, score: expiry   PX member_ttl
+    hathora-async:pool:{N}:epoch     string  the store's lifetime id     PX state_ttl
+    hathora-async:pool:{N}:seq       string  commits in this epoch       PX state_ttl
+    hathora-async:pool:{N}:recovering string "1" after a restore       PX hold
 
-- The lease is taken with ``SET lease token NX PX``; each new lease INCRs the
-  fence (seeded from Redis's clock in milliseconds when the key is missing, so a
-  fence never repeats even after every key expired). Renewal and release are
-  scripts that act only while the lease holds this replica's token.
+- The lease is taken with ``SET lease token NX PX``; each new lease sets the
+  fence above both the last one and Redis's clock in milliseconds, so a fence
+  never repeats even after every key expired or was lost, and starts an epoch
+  (``SET NX``) if there is none. Renewal and release are scripts that act only
+  while the lease holds this replica's token.
 - Every write is one script that first compares the caller's fence with the
   current one and refuses it if they differ; the write refreshes the TTLs of
-  what it touches. Records and the snapshot live ``state_ttl`` (a day) after
-  the last write; intents ``intent_ttl`` after the last intent written
-  (longer than the reconciler's ``intent_max_age``).
+  what it touches and counts itself in ``seq``. Records and the snapshot live
+  ``state_ttl`` (a day) after the last write; intents ``intent_ttl`` after the
+  last intent written (longer than the reconciler's ``intent_max_age``).
+- A data loss shows as a missing or changed ``epoch``, or a ``seq`` below one
+  seen before. ``restore`` (unfenced) adds records and intents with ``HSETNX``
+  (never changes or removes one), starts a new epoch when the old one is gone or
+  still the one the caller saw, and sets ``recovering`` for ``hold``.
 - Replicas heartbeat into ``members`` with an expiry ``member_ttl`` (three
   leases) ahead of Redis's clock; expired members are pruned on each access.
   A leaving replica counts as remaining only those that heartbeated within
-  the last ``LEAVE_FRESH_LEASES`` (two) leases, so a crashed replica stops
-  holding back "the last one stops the processes" after two leases.
+  the last ``LEAVE_FRESH_LEASES`` (one) lease; the pool asks again a little
+  more than a lease later to tell a live replica from a crashed one.
 - Values are compact JSON arrays of a few dozen bytes (the snapshot: a few
   per region).
 
