@@ -597,10 +597,11 @@ class RedisPoolStore:
         return len(await self._members("join"))
 
     async def leave(self) -> int:
-        """Withdraw this replica; how many replicas remain (0: it was the last).
+        """Withdraw this replica (again: a no-op); how many others remain (0: the last).
 
-        Only replicas that heartbeated within the last two leases count: a
-        crashed one does not hold back the last replica's stops for long.
+        Only replicas that heartbeated within the last lease count; one that
+        crashed less than a lease ago still does, so the pool asks again a
+        little more than a lease later before acting as the last.
         """
         return len(await self._members("leave"))
 
