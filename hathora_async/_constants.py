@@ -145,8 +145,15 @@ LEASE_SAFETY_FRACTION = 0.2
 # A replica's membership lapses after this many lease periods without a heartbeat.
 MEMBER_TTL_LEASES = 3
 # A leaving replica counts as remaining only replicas that heartbeated within
-# this many lease periods (a crashed one stops counting sooner than it lapses).
-LEAVE_FRESH_LEASES = 2
+# this many lease periods (live ones heartbeat every third of a lease).
+LEAVE_FRESH_LEASES = 1
+# When some did, it asks again this many leases later: a live replica has
+# heartbeated since, a crashed one no longer counts.
+LEAVE_RECHECK_LEASES = 1.25
+# After the store lost its data, the leader creates and stops nothing for this
+# many leases (or poll intervals, if longer) after the last replica put back
+# what it knew: time for every replica to notice and restore.
+RECOVERY_HOLD_LEASES = 2
 # Records, targets, snapshot and fence outlive the pool's last write by this much
 # (then the pool is long dead and Hathora's idle reaper has stopped its processes).
 DEFAULT_POOL_STATE_TTL = 24 * 3600.0

@@ -19,7 +19,8 @@ The rules (issue 9's, which a successor relies on):
   the lease, or the write landed but the create was never sent) may have made
   a process: the region's latest processes are listed and matched to such
   intents, at most one process per intent, and adopted. It is looked for
-  ``Rules.intent_grace`` seconds (listings lag behind creates too), and given
+  its create's ``window`` (the server may act until the client's deadline)
+  plus ``Rules.intent_grace`` seconds (listings lag behind creates too), and given
   up once a listing after that has not found its process, or
   ``Rules.intent_max_age`` after it was written. Meanwhile it counts as
   capacity only with ``Rules.count_unknown`` (fewer extra creates, slower
@@ -140,7 +141,10 @@ class CreateIntent:
     the writer's estimate of the *server's* clock at that moment (from a
     ``Date`` header or a fresh ``createdAt``), None when it had none: a process
     this create made has ``createdAt`` no earlier than ``server_sent`` less
-    ``Rules.skew``. ``fence`` is the lease the writer held.
+    ``Rules.skew``. ``fence`` is the lease the writer held. ``window`` is how
+    long (seconds after ``sent_at``) the create call may run: the client's
+    deadline; the server may act on it until then, so its process is looked
+    for until ``window`` plus ``Rules.intent_grace`` after ``sent_at``.
     """
 
     intent_id: str
@@ -148,13 +152,19 @@ class CreateIntent:
     sent_at: float
     fence: int
     server_sent: float | None = None
+    window: float = 0.0
 
 
 def new_intent(
-    region: Region, *, fence: int, now: float, server_sent: float | None = None
+    region: Region,
+    *,
+    fence: int,
+    now: float,
+    server_sent: float | None = None,
+    window: float = 0.0,
 ) -> CreateIntent:
     """A fresh intent with a random id (the only impure helper here: ids must be unique)."""
-    return CreateIntent(uuid.uuid4().hex, region, now, fence, server_sent)
+    return CreateIntent(uuid.uuid4().hex, region, now, fence, server_sent, window)
 
 
 @attrs.frozen
@@ -364,11 +374,12 @@ def reconcile(
             continue
         age = now - intent.sent_at
         looked = intent.region in listings
-        if age >= rules.intent_max_age or (looked and age >= rules.intent_grace):
+        patience = intent.window + rules.intent_grace
+        if age >= rules.intent_max_age or (looked and age >= patience):
             expired.append(intent.intent_id)
             continue
         look.add(intent.region)
-        if rules.count_unknown and age < rules.intent_grace:
+        if rules.count_unknown and age < patience:
             pending[intent.region] += 1
     for intent in intents:
         if intent.intent_id in in_flight:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import NoReturn, Protocol
 
 import attrs
@@ -73,11 +73,23 @@ class Snapshot:
 
 @attrs.frozen
 class PoolState:
-    """Everything a pass reads from the store, read at once."""
+    """Everything a pass reads from the store, read at once.
+
+    ``epoch`` names the store's lifetime: it changes (or is None) when the
+    store lost its data (flushed, restarted without persistence, expired).
+    ``seq`` counts commits within an epoch; a ``seq`` lower than one seen
+    before means the store went back in time (restored from an old
+    snapshot). ``recovering`` is True while replicas are putting back what
+    they knew after such a loss (``PoolStore.restore``): the leader creates
+    and stops nothing meanwhile.
+    """
 
     records: dict[str, ProcessRecord] = attrs.field(factory=dict)
     intents: dict[str, CreateIntent] = attrs.field(factory=dict)
     snapshot: Snapshot | None = None
+    epoch: str | None = None
+    seq: int = 0
+    recovering: bool = False
 
 
 @attrs.frozen
@@ -144,11 +156,32 @@ class PoolStore(Protocol):
     async def commit(self, change: Commit, *, fence: int) -> None:
         """Apply ``change`` atomically if ``fence`` is the current lease's."""
 
+    async def restore(
+        self,
+        records: Iterable[ProcessRecord],
+        intents: Iterable[CreateIntent],
+        *,
+        seen: str | None,
+        hold: float,
+    ) -> None:
+        """Put back what this replica knew after the store lost it (unfenced, adds only).
+
+        Records and intents the store lacks are added; none is changed or
+        removed. ``seen`` is the epoch this replica knew: when the store still
+        shows it (it went back in time), a new epoch is started so every
+        other replica notices too. ``recovering`` reads True for ``hold``
+        seconds after the last restore.
+        """
+
     async def heartbeat(self) -> int:
         """Say this replica is alive; returns how many replicas are."""
 
     async def leave(self) -> int:
-        """Withdraw this replica; returns how many live replicas remain."""
+        """Withdraw this replica (again: no-op); how many others heartbeated within a lease.
+
+        A crashed replica still counts until a lease after its last
+        heartbeat: call again after more than a lease to tell.
+        """
 
     async def members(self) -> list[str]:
         """The live replicas' ids, sorted."""
@@ -192,7 +225,25 @@ class MemoryPoolStore:
 
     async def load(self) -> PoolState:
         state = self._state
-        return PoolState(dict(state.records), dict(state.intents), state.snapshot)
+        return PoolState(
+            dict(state.records), dict(state.intents), state.snapshot, "memory", state.seq
+        )
+
+    async def restore(
+        self,
+        records: Iterable[ProcessRecord],
+        intents: Iterable[CreateIntent],
+        *,
+        seen: str | None,
+        hold: float,
+    ) -> None:
+        # Memory is never lost while the pool runs: a restore only adds.
+        state = self._state
+        added = {r.process_id: r for r in records if r.process_id not in state.records}
+        more = {i.intent_id: i for i in intents if i.intent_id not in state.intents}
+        self._state = attrs.evolve(
+            state, records={**state.records, **added}, intents={**state.intents, **more}
+        )
 
     async def commit(self, change: Commit, *, fence: int) -> None:
         if fence != self._fence:
@@ -207,7 +258,9 @@ class MemoryPoolStore:
             intents[intent.intent_id] = intent
         for intent_id in change.drop_intents:
             intents.pop(intent_id, None)
-        self._state = PoolState(records, intents, change.snapshot or self._state.snapshot)
+        self._state = PoolState(
+            records, intents, change.snapshot or self._state.snapshot, seq=self._state.seq + 1
+        )
 
     async def heartbeat(self) -> int:
         self._joined = True

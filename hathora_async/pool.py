@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -207,6 +208,15 @@ class WarmPool:
         self._sent: dict[str, float] = {}
         # Ids listings showed that fit an intent but were not taken: others'.
         self._not_ours: set[str] = set()
+        # What the store looked like at the last load: its epoch and commit count
+        # (to notice a data loss), the intents it held, and when (client clock)
+        # this replica first saw each intent: intents' ages are measured on this
+        # replica's own clock, never by comparing its wall clock with the writer's.
+        self._epoch_seen: str | None = None
+        self._seq_seen = 0
+        self._known_intents: dict[str, CreateIntent] = {}
+        self._first_seen: dict[str, float] = {}
+        self._holding = False
         self._mismatch_logged = False
         self._delay = self._poll_interval
         self._retry_after: float | None = None
@@ -311,16 +321,34 @@ class WarmPool:
             with contextlib.suppress(StoreError):
                 await self._store.release()
 
-    async def _leave(self) -> None:
-        """Hand over to the replicas that remain, or (the last) stop the pool's processes."""
+    async def _remaining(self) -> int | None:
+        """How many other replicas live on (None: unknown).
+
+        Those that heartbeated within a lease count; if some did, ask again
+        after more than a lease (handing the lease over meanwhile): a live
+        replica has heartbeated since, a crashed one no longer counts.
+        """
         store = self._store
         try:
             remaining = await store.leave()
+            if remaining and math.isfinite(store.lease_ttl):
+                with contextlib.suppress(StoreError):
+                    await store.release()
+                await asyncio.sleep(C.LEAVE_RECHECK_LEASES * store.lease_ttl)
+                remaining = await store.leave()
         except StoreError as exc:
             # Who remains is unknown: stopping could end another replica's pool.
             logger.warning(
                 "warm pool %s: could not leave the store (%s); stopping nothing", store.name, exc
             )
+            return None
+        return remaining
+
+    async def _leave(self) -> None:
+        """Hand over to the replicas that remain, or (the last) stop the pool's processes."""
+        store = self._store
+        remaining = await self._remaining()
+        if remaining is None:
             return
         if remaining:
             logger.info(
@@ -340,6 +368,8 @@ class WarmPool:
                 store.name,
             )
             return
+        # Renew the lease through the exit: a long exit must not outlive it.
+        renewing = asyncio.get_running_loop().create_task(self._renew_until_cancelled())
         try:
             await self._stop_everything(fence)
         except FencedOutError:
@@ -347,6 +377,17 @@ class WarmPool:
         except StoreError as exc:
             self._note(exc)
             logger.warning("warm pool %s: the exit could not finish: %s", store.name, exc)
+        finally:
+            renewing.cancel()
+            await asyncio.gather(renewing, return_exceptions=True)
+
+    async def _renew_until_cancelled(self) -> None:
+        store = self._store
+        tick = store.lease_ttl / 3 if math.isfinite(store.lease_ttl) else 3600.0
+        while True:
+            await asyncio.sleep(tick)
+            with contextlib.suppress(StoreError):
+                await store.renew()  # once lost, the fence checks refuse every stop
 
     async def _lead_for_exit(self) -> int | None:
         """Take the lease for the exit, waiting out a predecessor's lease; its fence."""
@@ -361,16 +402,18 @@ class WarmPool:
 
     async def _stop_everything(self, fence: int) -> None:
         await self._reconcile_on_exit(fence)
-        state = await self._store.load()
+        state = await self._load()
         records = self._records = dict(state.records)
         ledger = _Ledger(records)
         doomed = [
             records[pid] for pid in exit_stops(records.values(), stop_busy=self._stop_busy_on_exit)
         ]
         check = not self._stop_busy_on_exit
-        stopped = await asyncio.gather(*(self._stop_at_exit(r, check, ledger) for r in doomed))
+        stopped = await asyncio.gather(
+            *(self._stop_at_exit(r, fence, check, ledger) for r in doomed)
+        )
         unstopped = [pid for pid, ok in self._lost.items() if not ok]
-        again = await asyncio.gather(*(self._stop_now(pid) for pid in unstopped))
+        again = await asyncio.gather(*(self._stop_now(pid, fence) for pid in unstopped))
         for pid, outcome in zip(unstopped, again, strict=True):
             self._lost[pid] = outcome == "stopped"
         self._end_pass(records, ledger.failed, self._failed(state))
@@ -399,10 +442,10 @@ class WarmPool:
     async def _reconcile_on_exit(self, fence: int) -> None:
         """Look for strays until found, or until every lost create's grace has ended."""
         while True:
-            state = await self._store.load()
+            state = await self._load()
             if not regions_to_list(state.intents.values(), self._in_flight):
                 return
-            latest = max(i.sent_at for i in state.intents.values())
+            latest = max(self._local_sent(i) + i.window for i in state.intents.values())
             await self._lead(fence, act=False)
             if self._now() >= latest + C.READ_AFTER_CREATE_GRACE:
                 return
@@ -483,9 +526,57 @@ class WarmPool:
             raise ClientClosedError("the HathoraClient was closed: the WarmPool cannot run")
         return self.snapshot()
 
+    async def _load(self) -> PoolState:
+        """The store's state; after a data loss, first put back what this replica knew.
+
+        A loss shows as an epoch other than the one seen before (or none), or
+        fewer commits than seen before within it. Every replica that notices
+        restores its last loaded records and the intents it knew (its own
+        unconfirmed creates included); the leader acts on nothing meanwhile
+        (``PoolState.recovering``).
+        """
+        store = self._store
+        state = await store.load()
+        seen = self._epoch_seen
+        if seen is not None and (
+            state.epoch != seen or (state.epoch == seen and state.seq < self._seq_seen)
+        ):
+            logger.warning(
+                "warm pool %s: the store lost its data (epoch %s, was %s); replica %s puts "
+                "back the %d process(es) and %d create(s) it knew",
+                store.name,
+                state.epoch,
+                seen,
+                store.replica_id,
+                len(self._records),
+                len(self._known_intents),
+            )
+            ttl = store.lease_ttl if math.isfinite(store.lease_ttl) else 0.0
+            hold = C.RECOVERY_HOLD_LEASES * max(ttl, self._poll_interval)
+            await store.restore(
+                self._records.values(), self._known_intents.values(), seen=seen, hold=hold
+            )
+            state = await store.load()
+        if state.epoch is not None:
+            if state.epoch != self._epoch_seen:
+                self._seq_seen = 0
+            self._epoch_seen = state.epoch
+            self._seq_seen = max(self._seq_seen, state.seq)
+        self._known_intents = dict(state.intents)
+        now = self._clock()
+        self._first_seen = {
+            iid: self._first_seen.get(iid, now) for iid in (*state.intents, *self._sent)
+        }
+        return state
+
+    def _local_sent(self, intent: CreateIntent) -> float:
+        """When this replica sent ``intent``, or first saw it: on its own clock, as epoch s."""
+        at = self._sent.get(intent.intent_id, self._first_seen.get(intent.intent_id))
+        return intent.sent_at if at is None else self._epoch + at
+
     async def _follow(self) -> None:
         """A follower's pass: the leader's records and counts, and nothing else."""
-        state = await self._store.load()
+        state = await self._load()
         self._records = dict(state.records)
         snap = state.snapshot
         if snap is None:
@@ -512,7 +603,18 @@ class WarmPool:
         Every write carries ``fence``: after losing the lease, nothing this
         pass learnt reaches the store, and nothing more is sent.
         """
-        state = await self._store.load()
+        state = await self._load()
+        if state.recovering != self._holding:
+            self._holding = state.recovering
+            if act:
+                logger.warning(
+                    "warm pool %s: %s",
+                    self._store.name,
+                    "replicas are restoring the store's lost data; the leader waits"
+                    if state.recovering
+                    else "restored; the leader acts again",
+                )
+        act = act and not state.recovering
         records = dict(state.records)
         # Coalesced polling (issue 12): a listing per region answers the records it shows.
         with watch_regions(self._client, self._app_id, (r.region for r in records.values())):
@@ -520,10 +622,12 @@ class WarmPool:
         records = {r.process_id: r for r in polled}
         intents = dict(state.intents)
         listings = await self._list(intents)
+        # Ages on this replica's clock: when it sent each intent, or first saw it.
+        local = [attrs.evolve(i, sent_at=self._local_sent(i)) for i in intents.values()]
         actions = reconcile(
             self._rules,
             records,
-            intents.values(),
+            local,
             now=self._now(),
             in_flight=self._in_flight,
             listings=listings,
@@ -552,8 +656,9 @@ class WarmPool:
         ledger.drop_intents.update(actions.expired)
         # Before any create leaves, its intent is in the store (the same commit).
         now, server = self._now(), self._server_now()
+        window = self._client._options.timeouts.total
         creates = [
-            new_intent(region, fence=fence, now=now, server_sent=server)
+            new_intent(region, fence=fence, now=now, server_sent=server, window=window)
             for region, n in (actions.creates.items() if act else ())
             for _ in range(n)
         ]
@@ -561,10 +666,17 @@ class WarmPool:
         for iid in ledger.drop_intents:
             self._sent.pop(iid, None)
         self._records = records
+        failed = Counter({r: c.failed for r, c in actions.counts.items()})
         if creates:
-            # The intents must be in the store before their creates leave.
-            first = self._commit(ledger, fence, intents=(*fixed, *creates), snapshot=False)
+            # The intents must be in the store before their creates leave; the
+            # counts too (the drops' failures), in case this replica dies now.
+            self._end_pass(records, Counter(), failed)
+            first = self._commit(ledger, fence, intents=(*fixed, *creates), snapshot=True)
             await self._store.commit(first, fence=fence)
+            now_c = self._clock()
+            for intent in creates:
+                self._known_intents[intent.intent_id] = intent
+                self._first_seen.setdefault(intent.intent_id, now_c)
             after, fixed = _Ledger(records), []
         else:
             after = ledger  # one write for the whole pass
@@ -574,7 +686,6 @@ class WarmPool:
             *(self._create(intent, fence, after) for intent in creates),
             *(self._trim_one(records[pid], fence, after) for pid in stops),
         )
-        failed = Counter({r: c.failed for r, c in actions.counts.items()})
         self._end_pass(records, after.failed, failed)
         final = self._commit(after, fence, intents=fixed, snapshot=True)
         await self._store.commit(final, fence=fence)
@@ -766,7 +877,7 @@ class WarmPool:
         ledger.keep(fresh)
         if fresh.state != "idle" or self._store.fence != fence:
             return  # hosts rooms now, or this replica no longer leads
-        outcome = await self._stop_now(record.process_id)
+        outcome = await self._stop_now(record.process_id, fence)
         if outcome == "stopped":
             ledger.forget(fresh)
         elif outcome == "missing":
@@ -774,8 +885,7 @@ class WarmPool:
 
     async def _lose(self, record: ProcessRecord, fence: int) -> None:
         """A process reads have not found for the whole grace: stop it anyway, report it."""
-        leads = self._store.fence == fence
-        stopped = leads and await self._stop_now(record.process_id) == "stopped"
+        stopped = await self._stop_now(record.process_id, fence) == "stopped"
         self._report_lost(record, "not found", stopped)
 
     def _report_lost(self, record: ProcessRecord, why: str, stopped: bool) -> None:
@@ -789,7 +899,9 @@ class WarmPool:
             "stopped it" if stopped else "could not stop it: it may still run, billed",
         )
 
-    async def _stop_at_exit(self, record: ProcessRecord, check: bool, ledger: _Ledger) -> bool:
+    async def _stop_at_exit(
+        self, record: ProcessRecord, fence: int, check: bool, ledger: _Ledger
+    ) -> bool:
         """Stop a process on exit; False when an error left it running.
 
         With ``check``, read it again first and spare it if it now hosts rooms
@@ -812,11 +924,11 @@ class WarmPool:
                 if fresh.state == "busy":
                     return True
         while True:
-            outcome = await self._stop_now(record.process_id)
+            outcome = await self._stop_now(record.process_id, fence)
             if outcome == "stopped":
                 ledger.forget(record)
                 return True
-            if outcome == "error":
+            if outcome != "missing":
                 return False
             if not self._lag(record):
                 ledger.forget(record)
@@ -824,11 +936,32 @@ class WarmPool:
                 return True  # named by the warning, listed in lost_process_ids()
             await self._client._options.sleep(C.LAG_RETRY_INTERVAL)
 
-    async def _stop_now(self, process_id: str) -> str:
-        """Send a stop: ``"stopped"``, ``"missing"`` (404) or ``"error"`` (noted)."""
+    async def _confirm(self, fence: int) -> bool:
+        """Whether ``fence`` still leads, asked of the store itself (a fenced empty write).
+
+        A leader's local belief can outlive its lease in the store (the store
+        lost its data, or a pause): a stop, like a create, is sent only after
+        the store accepted a write under the fence.
+        """
+        if self._store.fence != fence:
+            return False
+        try:
+            await self._store.commit(Commit(), fence=fence)
+        except FencedOutError:
+            return False
+        except StoreError as exc:
+            self._note(exc)
+            return False
+        return True
+
+    async def _stop_now(self, process_id: str, fence: int) -> str:
+        """Send a stop under ``fence``: ``"stopped"``, ``"missing"`` (404), ``"error"``
+        (noted) or ``"fenced"`` (this replica no longer leads: nothing sent)."""
         assert self._limit is not None
         try:
             async with self._limit:
+                if not await self._confirm(fence):
+                    return "fenced"
                 await self._client.processes.stop_process(process_id, app_id=self._app_id)
         except NotFoundError:
             return "missing"

@@ -12,21 +12,29 @@ one cluster slot, so each script runs on one node)::
     hathora-async:pool:{N}:intents   hash    intent id -> intent JSON    PX intent_ttl
     hathora-async:pool:{N}:snapshot  string  snapshot JSON               PX state_ttl
     hathora-async:pool:{N}:members   zset    replica id, score: expiry   PX member_ttl
+    hathora-async:pool:{N}:epoch     string  the store's lifetime id     PX state_ttl
+    hathora-async:pool:{N}:seq       string  commits in this epoch       PX state_ttl
+    hathora-async:pool:{N}:recovering string "1" after a restore       PX hold
 
-- The lease is taken with ``SET lease token NX PX``; each new lease INCRs the
-  fence (seeded from Redis's clock in milliseconds when the key is missing, so a
-  fence never repeats even after every key expired). Renewal and release are
-  scripts that act only while the lease holds this replica's token.
+- The lease is taken with ``SET lease token NX PX``; each new lease sets the
+  fence above both the last one and Redis's clock in milliseconds, so a fence
+  never repeats even after every key expired or was lost, and starts an epoch
+  (``SET NX``) if there is none. Renewal and release are scripts that act only
+  while the lease holds this replica's token.
 - Every write is one script that first compares the caller's fence with the
   current one and refuses it if they differ; the write refreshes the TTLs of
-  what it touches. Records and the snapshot live ``state_ttl`` (a day) after
-  the last write; intents ``intent_ttl`` after the last intent written
-  (longer than the reconciler's ``intent_max_age``).
+  what it touches and counts itself in ``seq``. Records and the snapshot live
+  ``state_ttl`` (a day) after the last write; intents ``intent_ttl`` after the
+  last intent written (longer than the reconciler's ``intent_max_age``).
+- A data loss shows as a missing or changed ``epoch``, or a ``seq`` below one
+  seen before. ``restore`` (unfenced) adds records and intents with ``HSETNX``
+  (never changes or removes one), starts a new epoch when the old one is gone or
+  still the one the caller saw, and sets ``recovering`` for ``hold``.
 - Replicas heartbeat into ``members`` with an expiry ``member_ttl`` (three
   leases) ahead of Redis's clock; expired members are pruned on each access.
   A leaving replica counts as remaining only those that heartbeated within
-  the last ``LEAVE_FRESH_LEASES`` (two) leases, so a crashed replica stops
-  holding back "the last one stops the processes" after two leases.
+  the last ``LEAVE_FRESH_LEASES`` (one) lease; the pool asks again a little
+  more than a lease later to tell a live replica from a crashed one.
 - Values are compact JSON arrays of a few dozen bytes (the snapshot: a few
   per region).
 
@@ -47,7 +55,7 @@ import json
 import math
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _constants as C
@@ -70,7 +78,10 @@ __all__ = ["RedisPoolStore"]
 
 T = TypeVar("T")
 
-# KEYS: lease, fence. ARGV: token, lease ms, state ms, a token to release first or "".
+# KEYS: lease, fence, epoch. ARGV: token, lease ms, state ms, a token to
+# release first or "", an epoch to start if there is none.
+# The new fence is above both the last one and Redis's clock in ms: it never
+# repeats, even after the store lost or rolled back its data.
 _ACQUIRE = """
 redis.replicate_commands()
 if ARGV[4] ~= '' and redis.call('GET', KEYS[1]) == ARGV[4] then
@@ -79,22 +90,26 @@ end
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return 0
 end
-if redis.call('EXISTS', KEYS[2]) == 0 then
-  local t = redis.call('TIME')
-  redis.call('SET', KEYS[2], t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000)))
+local t = redis.call('TIME')
+local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local fence = tonumber(redis.call('GET', KEYS[2]) or '0') + 1
+if ms > fence then
+  fence = ms
 end
-local fence = redis.call('INCR', KEYS[2])
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
+redis.call('SET', KEYS[2], string.format('%d', fence), 'PX', ARGV[3])
+redis.call('SET', KEYS[3], ARGV[5], 'NX', 'PX', ARGV[3])
 return fence
 """
 
-# KEYS: lease, fence. ARGV: token, lease ms, state ms.
+# KEYS: lease, fence, epoch, seq. ARGV: token, lease ms, state ms.
 _RENEW = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return 0
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
+for k = 2, 4 do
+  redis.call('PEXPIRE', KEYS[k], ARGV[3])
+end
 return 1
 """
 
@@ -106,7 +121,7 @@ end
 return 0
 """
 
-# KEYS: fence, records, intents, snapshot.
+# KEYS: fence, records, intents, snapshot, epoch, seq.
 # ARGV: fence, state ms, intent ms, snapshot or '', then four groups, each a
 # count and its items: records to put (id, value), records to drop (id),
 # intents to put (id, value), intents to drop (id).
@@ -137,16 +152,44 @@ end
 group(KEYS[3], false, 'HDEL')
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[5], ARGV[2])
+redis.call('INCR', KEYS[6])
+redis.call('PEXPIRE', KEYS[6], ARGV[2])
 if ARGV[4] ~= '' then
   redis.call('SET', KEYS[4], ARGV[4], 'PX', ARGV[2])
 end
 return 1
 """
 
-# KEYS: records, intents, snapshot.
+# KEYS: records, intents, snapshot, epoch, seq, recovering.
 _LOAD = """
 return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]),
-        redis.call('GET', KEYS[3])}
+        redis.call('GET', KEYS[3]), redis.call('GET', KEYS[4]),
+        redis.call('GET', KEYS[5]), redis.call('EXISTS', KEYS[6])}
+"""
+
+# KEYS: records, intents, epoch, seq, recovering. ARGV: the epoch the caller
+# knew or "", a new epoch, state ms, intent ms, hold ms, then records (a
+# count, then id and value pairs) and intents (the same). Adds only (HSETNX).
+_RESTORE = """
+local epoch = redis.call('GET', KEYS[3])
+if not epoch or epoch == ARGV[1] then
+  redis.call('SET', KEYS[3], ARGV[2], 'PX', ARGV[3])
+  redis.call('DEL', KEYS[4])
+end
+redis.call('SET', KEYS[5], '1', 'PX', ARGV[5])
+local i = 6
+for g = 1, 2 do
+  local n = tonumber(ARGV[i])
+  for j = i + 1, i + 2 * n, 2 do
+    redis.call('HSETNX', KEYS[g], ARGV[j], ARGV[j + 1])
+  end
+  i = i + 1 + 2 * n
+  if n > 0 then
+    redis.call('PEXPIRE', KEYS[g], g == 1 and ARGV[3] or ARGV[4])
+  end
+end
+return 1
 """
 
 # KEYS: members. ARGV: replica id, member ms, "join", "leave" or "list", fresh ms.
@@ -209,17 +252,18 @@ def _record(process_id: str, value: str) -> ProcessRecord:
 
 
 def _intent_value(i: CreateIntent) -> str:
-    return _dump([i.region.value, i.sent_at, i.fence, i.server_sent])
+    return _dump([i.region.value, i.sent_at, i.fence, i.server_sent, i.window])
 
 
 def _intent(intent_id: str, value: str) -> CreateIntent:
-    region, sent, fence, server_sent = json.loads(value)
+    region, sent, fence, server_sent, *rest = json.loads(value)
     return CreateIntent(
         intent_id,
         Region(region),
         float(sent),
         int(fence),
         None if server_sent is None else float(server_sent),
+        float(rest[0]) if rest else 0.0,  # written before the window was kept: none
     )
 
 
@@ -336,7 +380,8 @@ class RedisPoolStore:
         self._redis_error: type[BaseException] = redis_errors.RedisError
         self._clock = clock
         prefix = f"{C.POOL_KEY_PREFIX}{{{self.name}}}:"
-        self.keys = {k: prefix + k for k in ("lease", "fence", "records", "intents", "snapshot")}
+        roles = ("lease", "fence", "records", "intents", "snapshot", "epoch", "seq", "recovering")
+        self.keys = {k: prefix + k for k in roles}
         """The pool's Redis keys by role (plus ``members``), as in the module docstring."""
         self.keys["members"] = prefix + "members"
         self._scripts: dict[str, AsyncScript] = {
@@ -347,6 +392,7 @@ class RedisPoolStore:
                 ("release", _RELEASE),
                 ("commit", _COMMIT),
                 ("load", _LOAD),
+                ("restore", _RESTORE),
                 ("members", _MEMBERS),
             )
         }
@@ -408,8 +454,14 @@ class RedisPoolStore:
         try:
             fence = await self._call(
                 "acquire",
-                (self.keys["lease"], self.keys["fence"]),
-                (token, _ms(self.lease_ttl), _ms(self._state_ttl), self._stale or ""),
+                (self.keys["lease"], self.keys["fence"], self.keys["epoch"]),
+                (
+                    token,
+                    _ms(self.lease_ttl),
+                    _ms(self._state_ttl),
+                    self._stale or "",
+                    uuid.uuid4().hex,
+                ),
             )
         except StoreUnavailableError:
             # The SET may have landed: release that lease at the next contact.
@@ -431,7 +483,7 @@ class RedisPoolStore:
         try:
             held = await self._call(
                 "renew",
-                (self.keys["lease"], self.keys["fence"]),
+                [self.keys[k] for k in ("lease", "fence", "epoch", "seq")],
                 (token, _ms(self.lease_ttl), _ms(self._state_ttl)),
             )
         except StoreUnavailableError:
@@ -462,10 +514,14 @@ class RedisPoolStore:
 
     async def load(self) -> PoolState:
         """Records, intents and snapshot, read in one script (one consistent view)."""
-        records, intents, snapshot = await self._call(
-            "load", (self.keys["records"], self.keys["intents"], self.keys["snapshot"]), ()
+        roles = ("records", "intents", "snapshot", "epoch", "seq", "recovering")
+        records, intents, snapshot, epoch, seq, recovering = await self._call(
+            "load", [self.keys[k] for k in roles], ()
         )
         return PoolState(
+            epoch=None if epoch is None else _text(epoch),
+            seq=0 if seq is None else int(_text(seq)),
+            recovering=bool(int(recovering)),
             records={k: _decode("record", k, _record, v) for k, v in _pairs(records).items()},
             intents={k: _decode("intent", k, _intent, v) for k, v in _pairs(intents).items()},
             snapshot=(
@@ -493,13 +549,38 @@ class RedisPoolStore:
             args += [intent.intent_id, _intent_value(intent)]
         args.append(len(change.drop_intents))
         args += change.drop_intents
-        keys = [self.keys[k] for k in ("fence", "records", "intents", "snapshot")]
+        keys = [self.keys[k] for k in ("fence", "records", "intents", "snapshot", "epoch", "seq")]
         if not int(await self._call("commit", keys, args)):
             if fence == self._fence:
                 self._drop_lease(stale=False)  # another replica took over
             raise FencedOutError(
                 f"warm pool {self.name}: fence {fence} is no longer current; another replica leads"
             )
+
+    async def restore(
+        self,
+        records: Iterable[ProcessRecord],
+        intents: Iterable[CreateIntent],
+        *,
+        seen: str | None,
+        hold: float,
+    ) -> None:
+        """Add the records and intents Redis lacks (after a data loss); see ``PoolStore``."""
+        puts = [(r.process_id, _record_value(r)) for r in records]
+        more = [(i.intent_id, _intent_value(i)) for i in intents]
+        args: list[str | int] = [
+            seen or "",
+            uuid.uuid4().hex,
+            _ms(self._state_ttl),
+            _ms(self._intent_ttl),
+            _ms(hold),
+        ]
+        for group in (puts, more):
+            args.append(len(group))
+            for key, value in group:
+                args += [key, value]
+        roles = ("records", "intents", "epoch", "seq", "recovering")
+        await self._call("restore", [self.keys[k] for k in roles], args)
 
     # -- membership ----------------------------------------------------------------
 
@@ -516,10 +597,11 @@ class RedisPoolStore:
         return len(await self._members("join"))
 
     async def leave(self) -> int:
-        """Withdraw this replica; how many replicas remain (0: it was the last).
+        """Withdraw this replica (again: a no-op); how many others remain (0: the last).
 
-        Only replicas that heartbeated within the last two leases count: a
-        crashed one does not hold back the last replica's stops for long.
+        Only replicas that heartbeated within the last lease count; one that
+        crashed less than a lease ago still does, so the pool asks again a
+        little more than a lease later before acting as the last.
         """
         return len(await self._members("leave"))
 

@@ -28,6 +28,9 @@ from hathora_async import HathoraClient, Region, RetryPolicy, WarmPool
 from hathora_async import _constants as C
 from hathora_async.redis import RedisPoolStore
 
+# Events carry the true time, whatever --skew does to time.time.
+now = time.time
+
 
 def say(**event: Any) -> None:
     sys.stdout.write(json.dumps(event) + "\n")
@@ -37,6 +40,9 @@ def say(**event: Any) -> None:
 async def main(args: argparse.Namespace) -> None:
     if args.grace is not None:  # as tests' short_grace fixture does in-process
         C.READ_AFTER_CREATE_GRACE = args.grace
+    if args.skew:  # this replica's wall clock is off by that much (the pool reads time.time)
+        real = time.time
+        time.time = lambda: real() + args.skew
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     pool: WarmPool | None = None
@@ -44,7 +50,7 @@ async def main(args: argparse.Namespace) -> None:
 
     async def on_start(_: Any, __: Any, params: aiohttp.TraceRequestStartParams) -> None:
         lead = pool is not None and pool.is_leader
-        say(e="req", t=time.time(), m=params.method, p=params.url.path, lead=lead)
+        say(e="req", t=now(), m=params.method, p=params.url.path, lead=lead)
 
     trace.on_request_start.append(on_start)
     redis = aioredis.Redis.from_url(args.redis)
@@ -65,11 +71,11 @@ async def main(args: argparse.Namespace) -> None:
         async with pool:
             say(e="up", id=store.replica_id)
             while not stop.is_set():
-                say(e="s", t=time.time(), lead=pool.is_leader, ready=pool.ready)
+                say(e="s", t=now(), lead=pool.is_leader, ready=pool.ready)
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(stop.wait(), args.sample)
     await redis.aclose()
-    say(e="bye", t=time.time())
+    say(e="bye", t=now())
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -85,6 +91,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--sample", type=float, default=0.02)
     parser.add_argument("--grace", type=float, default=None, help="READ_AFTER_CREATE_GRACE")
+    parser.add_argument("--skew", type=float, default=0.0, help="wall clock offset, seconds")
     return parser.parse_args(argv)
 
 

@@ -14,7 +14,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
@@ -49,9 +49,15 @@ def _free_port() -> int:
 class RedisServer:
     """One redis-server process; ``url`` to connect, ``pause``/``resume`` to freeze it."""
 
-    def __init__(self, process: subprocess.Popen[bytes], port: int) -> None:
+    def __init__(
+        self,
+        process: subprocess.Popen[bytes],
+        port: int,
+        start: Callable[[], subprocess.Popen[bytes]],
+    ) -> None:
         self.process = process
         self.port = port
+        self._start = start
         self.url = f"redis://127.0.0.1:{port}/0"
 
     def pause(self) -> None:
@@ -59,6 +65,14 @@ class RedisServer:
 
     def resume(self) -> None:
         self.process.send_signal(signal.SIGCONT)
+
+    def restart(self) -> None:
+        """Kill it and start it again on the same port: all data lost (no persistence)."""
+        self.process.kill()
+        self.process.wait()
+        self.process = self._start()
+        if not _ready(self.port, self.process, timeout=10):
+            pytest.fail("redis-server did not restart")
 
 
 def _ready(port: int, process: subprocess.Popen[bytes], timeout: float) -> bool:
@@ -74,6 +88,18 @@ def _ready(port: int, process: subprocess.Popen[bytes], timeout: float) -> bool:
     return False
 
 
+def _spawn(path: str, port: int, tmp: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            *(path, "--port", str(port), "--bind", "127.0.0.1"),
+            *("--save", "", "--appendonly", "no", "--dir", tmp),
+            *("--logfile", os.path.join(tmp, "log")),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 @contextmanager
 def redis_server() -> Iterator[RedisServer]:
     """Start redis-server on a free loopback port; stop it (and its temp dir) after."""
@@ -81,34 +107,18 @@ def redis_server() -> Iterator[RedisServer]:
     with tempfile.TemporaryDirectory(prefix="hathora-redis-") as tmp:
         for _ in range(5):  # the free port may be taken before redis binds it
             port = _free_port()
-            process = subprocess.Popen(
-                [
-                    path,
-                    "--port",
-                    str(port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    tmp,
-                    "--logfile",
-                    os.path.join(tmp, "log"),
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+            process = _spawn(path, port, tmp)
             if _ready(port, process, timeout=10):
                 break
             process.kill()
             process.wait()
         else:
             pytest.fail("redis-server did not start")
+        server = RedisServer(process, port, lambda: _spawn(path, port, tmp))
         try:
-            yield RedisServer(process, port)
+            yield server
         finally:
+            process = server.process
             process.send_signal(signal.SIGCONT)  # a paused server cannot exit
             process.terminate()
             try:

@@ -6,7 +6,10 @@ headers, drops, cut bodies, redirects, slow drips, wrong content types, invalid
 UTF-8, empty successes, oversized error messages. Every call must end in its
 result or a typed ``HathoraError``, within its deadline, in bounded memory; a
 failed ``create_process`` must say ``outcome_unknown`` whenever the server may
-have acted (anything but a 4xx refusal). ``HATHORA_SWEEP_SEED`` picks another order.
+have acted (anything but a 4xx refusal). A second, seeded part runs ``preallocate``
+against an impolite fake (its clock skewed either way, reads lagging creates,
+answers lost after it acted, unreadable 201s, refusals) and checks that every
+process the server made is in the result. ``HATHORA_SWEEP_SEED`` picks another order.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ import attrs
 import pytest
 from hostile import OPS, Canned, Op, bomb, hostile_client, hostile_server
 
-from hathora_async import HathoraError, RetryPolicy, Timeouts
+from hathora_async import HathoraClient, HathoraError, Region, RetryPolicy, Timeouts
+from hathora_async import _constants as C
+from hathora_async.testing import FakeHathora, Fault
 
 SEED = int(os.environ.get("HATHORA_SWEEP_SEED", "9"))
 MiB = 1024 * 1024
@@ -129,3 +134,56 @@ async def test_hostile_sweep(op: Op) -> None:
                     assert error.outcome_unknown is False, where
     finally:
         tracemalloc.stop()
+
+
+# -- the impolite fake: skew, lag and lost answers around creates ----------------
+
+SKEWS = (-3600.0, -60.0, 0.0, 60.0, 3600.0)
+CREATE_FAULTS = (
+    Fault(drop="after"),  # acted, answer lost
+    Fault(drop="before"),  # not acted
+    Fault(body="malformed"),  # acted, 201 unreadable
+    Fault(body="truncated"),  # acted, 201 cut short
+    Fault(status=429, retry_after="0"),  # refused
+    Fault(status=503),  # not acted, but the client cannot know
+)
+READ_FAULTS = (Fault(status=404), Fault(status=503), Fault(drop="before"))
+
+
+@pytest.mark.parametrize("case", range(6))
+async def test_impolite_fake_sweep_loses_no_process(
+    case: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A seeded mix of what a real Hathora does around creates: its clock is not
+    # ours (either direction), reads lag a create, answers are lost after the
+    # server acted. Whatever happens, every process the server made is in the
+    # result: created, or found as a stray.
+    rng = random.Random(SEED * 1000 + case)
+    monkeypatch.setattr(C, "READ_AFTER_CREATE_GRACE", 1.5)
+    lag = rng.choice((0.0, 0.4))
+    async with FakeHathora(
+        boot_delay=(0.02, 0.1),
+        clock_offset=rng.choice(SKEWS),
+        read_after_create_lag=lag,
+        seed=case,
+    ) as fake:
+        fake.faults.add_random("create_process", 0.4, CREATE_FAULTS, seed=case)
+        fake.faults.add_random("get_process_info", 0.2, READ_FAULTS, seed=case + 1)
+        plan = {Region.LONDON: rng.randint(1, 3), Region.TOKYO: rng.randint(1, 3)}
+        wait = rng.random() < 0.5
+        async with HathoraClient(
+            fake.token,
+            fake.app_id,
+            base_url=fake.url,
+            retry=RetryPolicy(attempts=3, initial_delay=0.01, max_delay=0.02),
+        ) as client:
+            started = time.monotonic()
+            result = await client.preallocate(plan, wait=wait, timeout=10.0)
+            elapsed = time.monotonic() - started
+        made = {p["processId"] for p in fake.processes()}
+    found = set(result.created) | {p.process_id for p in result.strays}
+    assert made <= found, f"lost {made - found} (lag={lag}, wait={wait})"
+    for failure in result.failed:
+        assert isinstance(failure.error, HathoraError)
+    # Creates, waits and the stray search (grace window included) stay bounded.
+    assert elapsed < 10.0 + C.READ_AFTER_CREATE_GRACE + 5.0

@@ -217,6 +217,19 @@ def test_a_listing_without_the_process_keeps_a_young_intent_and_expires_an_old_o
     assert actions.creates == {}  # the young one may still show up (read lag)
 
 
+def test_an_intent_is_looked_for_until_its_creates_deadline_plus_the_grace() -> None:
+    # The server may act on a create until the client gives up on it (its window).
+    rules = Rules({TOKYO: 1}, intent_grace=2, count_unknown=True)
+    slow = CreateIntent("slow", TOKYO, NOW - 6, 1, None, window=5.0)
+    actions = reconcile(rules, {}, [slow], now=NOW, listings={TOKYO: []})
+    assert actions.expired == ()
+    assert actions.look == {TOKYO}
+    assert actions.creates == {}  # still counted as capacity meanwhile
+    actions = reconcile(rules, {}, [slow], now=NOW + 1, listings={TOKYO: []})
+    assert actions.expired == ("slow",)
+    assert actions.creates == {TOKYO: 1}
+
+
 def test_without_grace_an_empty_listing_expires_the_intent_and_replaces_it() -> None:
     # One look, then the reaper's.
     rules = Rules({TOKYO: 1}, intent_grace=0)

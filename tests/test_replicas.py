@@ -25,6 +25,7 @@ from _pooltools import statuses
 from redis_server import RedisServer, redis_server
 
 from hathora_async import Region
+from hathora_async._store import PoolState
 from hathora_async.testing import FakeHathora, Fault
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,16 +151,26 @@ class Cluster:
     def running(self) -> set[str]:
         return {pid for pid, s in statuses(self.fake).items() if s in ("starting", "running")}
 
-    async def records(self) -> set[str]:
+    async def state(self) -> PoolState:
         import redis.asyncio as aioredis
 
         from hathora_async.redis import RedisPoolStore
 
         redis = aioredis.Redis.from_url(self.redis.url)
         try:
-            return set((await RedisPoolStore(redis, name=NAME).load()).records)
+            return await RedisPoolStore(redis, name=NAME).load()
         finally:
             await redis.aclose()
+
+    async def records(self) -> set[str]:
+        return set((await self.state()).records)
+
+    async def settled(self, timeout: float = 20.0) -> None:
+        """Until every running process is one the pool records (none leaks)."""
+        deadline = time.monotonic() + timeout
+        while self.running() != await self.records():
+            assert time.monotonic() < deadline, (self.running(), await self.records())
+            await asyncio.sleep(0.05)
 
 
 @pytest.fixture
@@ -169,8 +180,14 @@ def redis() -> Iterator[RedisServer]:
 
 
 @pytest.fixture
-async def cluster(redis: RedisServer) -> AsyncIterator[Cluster]:
-    async with FakeHathora(boot_delay=0.05, idle_timeout=None) as fake:
+def lag() -> float:
+    """The fake's read_after_create_lag (tests override it)."""
+    return 0.0
+
+
+@pytest.fixture
+async def cluster(redis: RedisServer, lag: float) -> AsyncIterator[Cluster]:
+    async with FakeHathora(boot_delay=0.05, idle_timeout=None, read_after_create_lag=lag) as fake:
         cluster = Cluster(redis, fake)
         try:
             yield cluster
@@ -334,3 +351,135 @@ async def test_store_errors_back_off_no_longer_than_a_lease(redis: RedisServer) 
     await connection.aclose()
     assert max(delays) <= lease
     assert any(d > 0.05 for d in delays)  # errors did stretch the wait
+
+
+# -- what the attack on issue 10 found ------------------------------------------
+
+
+@pytest.mark.parametrize("loss", ["flushall", "restart"])
+async def test_redis_losing_its_data_leaks_nothing(cluster: Cluster, loss: str) -> None:
+    # Every replica remembers the store's epoch: the one that leads next finds
+    # the store empty, the replicas put back what they knew, and nobody creates
+    # (or stops) on the empty store's say-so.
+    replicas = await cluster.start(3, 3)
+    await until(ready(replicas))
+    kept = cluster.running()
+    assert len(kept) == 3
+    lost_at = time.time()
+    if loss == "flushall":
+        import redis.asyncio as aioredis
+
+        async with aioredis.Redis.from_url(cluster.redis.url) as r:
+            await r.flushall()
+    else:
+        cluster.redis.restart()
+    await until(lambda: any(s["lead"] and s["t"] > lost_at for r in replicas for s in r.samples()))
+    await until(lambda: asyncio.get_event_loop() is not None)  # a tick
+    deadline = time.monotonic() + 20
+    while await cluster.records() != kept:
+        assert time.monotonic() < deadline, await cluster.records()
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(2.5 * LEASE)  # past the recovery hold: the leader acts again
+    assert cluster.fake.processes_created == 3
+    assert not [a for r in replicas for a in r.acts(since=lost_at)]  # no create, no stop
+    assert cluster.running() == kept == await cluster.records()
+    await asyncio.gather(*(r.leave() for r in replicas))
+    assert set(statuses(cluster.fake).values()) == {"stopped"}
+
+
+@pytest.mark.parametrize("victim", ["leader", "follower"])
+async def test_a_crash_then_the_last_clean_exit_stops_everything(
+    cluster: Cluster, victim: str
+) -> None:
+    # The survivor leaves while the crashed replica's heartbeat is still fresh:
+    # it asks again a lease later, finds it silent, and stops the pool as the last.
+    replicas = await cluster.start(2, 2)
+    await until(ready(replicas))
+    leader = cluster.leader()
+    (follower,) = [r for r in replicas if r is not leader]
+    crashed, survivor = (leader, follower) if victim == "leader" else (follower, leader)
+    await crashed.kill()
+    await asyncio.sleep(0.2 * LEASE)
+    await survivor.leave()
+    assert set(statuses(cluster.fake).values()) == {"stopped"}
+
+
+async def test_a_create_the_server_acts_on_late_is_adopted_after_the_leader_dies(
+    cluster: Cluster,
+) -> None:
+    # The leader dies while its create is on the wire; the server makes the
+    # process 3.5 s later (read grace 1 s). The successor keeps looking until
+    # the create's deadline (the client's 5 s timeout) plus the grace.
+    replicas = await cluster.start(2, 1, "--grace", "1")
+    await until(ready(replicas))
+    leader = cluster.leader()
+    (survivor,) = [r for r in replicas if r is not leader]
+    fake = cluster.fake
+    fake.faults.add("create_process", Fault(latency=3.5))
+    (first,) = cluster.running()
+    failed_at = time.time()
+    fake.fail_process(first)
+    await until(lambda: bool(leader.acts(since=failed_at)))
+    await leader.kill()
+    await until(lambda: fake.processes_created == 2, timeout=10)  # the late one
+    await cluster.settled()
+    await until(lambda: survivor.last()["ready"])
+    await survivor.leave()
+    assert set(statuses(fake).values()) <= {"stopped", "failed"}
+
+
+async def test_a_failure_is_counted_though_the_leader_dies_mid_pass(cluster: Cluster) -> None:
+    # The dead process's record is dropped in the commit that writes the
+    # replacement's intent: its failure is counted in that same commit.
+    replicas = await cluster.start(2, 1)
+    await until(ready(replicas))
+    leader = cluster.leader()
+    fake = cluster.fake
+    fake.faults.add("create_process", Fault(latency=3.0))
+    (first,) = cluster.running()
+    failed_at = time.time()
+    fake.fail_process(first)
+    await until(lambda: bool(leader.acts(since=failed_at)))
+    await leader.kill()
+    (survivor,) = [r for r in replicas if r is not leader]
+    await until(lambda: survivor.last()["lead"] and survivor.last()["ready"])
+    snap = (await cluster.state()).snapshot
+    assert snap is not None
+    assert snap.counts[FRANKFURT].failed == 1
+
+
+async def test_the_last_replicas_long_exit_keeps_its_lease(cluster: Cluster) -> None:
+    # Stops take 0.6 s each, one at a time: the exit outlasts several leases.
+    # Each stop is sent only under a lease the store confirms, so the exit
+    # must keep renewing it to stop everything.
+    (replica,) = await cluster.start(1, 4, "--concurrency", "1")
+    await until(ready([replica]))
+    cluster.fake.faults.add("stop_process", Fault(latency=0.6), times=4)
+    started = time.monotonic()
+    await replica.leave()
+    assert time.monotonic() - started > 2 * LEASE
+    assert set(statuses(cluster.fake).values()) == {"stopped"}
+
+
+@pytest.mark.parametrize("lag", [3.0])
+@pytest.mark.parametrize("skew", [60.0, -60.0])
+async def test_a_successor_with_a_skewed_clock_still_adopts(cluster: Cluster, skew: float) -> None:
+    # The leader's create made a process but its answer was lost; listings show
+    # the process 3 s late (read grace 4 s). The successor's wall clock is a minute off: it
+    # counts the intent's age from when it first saw it, on its own clock.
+    (leader,) = await cluster.start(1, 1, "--grace", "4")
+    await until(ready([leader]))
+    (survivor,) = await cluster.start(1, 1, "--grace", "4", "--skew", str(skew))
+    await until(lambda: bool(survivor.samples()))
+    fake = cluster.fake
+    fake.faults.add("create_process", Fault(drop="after"))
+    (first,) = cluster.running()
+    failed_at = time.time()
+    fake.fail_process(first)
+    await until(lambda: bool(leader.acts(since=failed_at)))
+    await leader.kill()
+    await until(lambda: fake.processes_created >= 2, timeout=10)
+    await cluster.settled()
+    await until(lambda: survivor.last()["ready"])
+    await survivor.leave()
+    assert set(statuses(fake).values()) <= {"stopped", "failed"}

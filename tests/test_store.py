@@ -432,6 +432,7 @@ async def test_every_key_is_under_the_prefix_and_expires(
         ),
         fence=fence,
     )
+    await a.restore((), (), seen=None, hold=3)  # the marker of a recovery
     async with aioredis.Redis.from_url(server.url, decode_responses=True) as r:
         keys = sorted([k async for k in r.scan_iter(match="*")])
         assert keys == sorted(a.keys.values())
@@ -445,6 +446,9 @@ async def test_every_key_is_under_the_prefix_and_expires(
             "records": 100_000,
             "snapshot": 100_000,
             "fence": 100_000,
+            "epoch": 100_000,
+            "seq": 100_000,
+            "recovering": 3000,
         }
         assert set(ttls) == set(limits)
         for key, ttl in ttls.items():
@@ -457,10 +461,8 @@ async def test_every_key_is_under_the_prefix_and_expires(
         await a.commit(Commit(drop_records=("p1",), drop_intents=("i1",)), fence=fence)
         await a.release()
         await a.leave()
-        assert sorted([k async for k in r.scan_iter(match="*")]) == [
-            prefix + "fence",
-            prefix + "snapshot",
-        ]
+        left = {"epoch", "fence", "recovering", "seq", "snapshot"}  # each with its TTL above
+        assert sorted([k async for k in r.scan_iter(match="*")]) == sorted(prefix + k for k in left)
 
 
 async def test_an_unreadable_value_is_a_store_error(
@@ -521,3 +523,51 @@ def test_without_redis_py_the_store_says_which_extra_to_install(
     monkeypatch.setitem(sys.modules, "redis.exceptions", None)
     with pytest.raises(ImportError, match=r"hathora-async\[redis\]"):
         RedisPoolStore(object(), name="p")  # type: ignore[arg-type]
+
+
+async def test_restore_adds_only_and_marks_the_recovery(store: PoolStore) -> None:
+    assert await store.acquire()
+    fence = store.fence
+    assert fence is not None
+    kept = record("p1", ProcessStatus.STOPPED)
+    await store.commit(Commit(put_records=(kept,)), fence=fence)
+    before = await store.load()
+    mine = CreateIntent("i1", TOKYO, 1.0, fence, None, window=5.0)
+    await store.restore(
+        (record("p1"), record("p2")), (mine,), seen=before.epoch or "other", hold=0.5
+    )
+    after = await store.load()
+    assert after.records["p1"] == kept  # never overwritten
+    assert after.records["p2"] == record("p2")
+    assert after.intents == {"i1": mine}  # the window survives the round trip
+
+
+async def test_a_lost_or_rolled_back_store_shows_in_its_epoch(
+    server: RedisServer, make_store: MakeStore
+) -> None:
+    import redis.asyncio as aioredis
+
+    a, b = make_store(), make_store()
+    assert await a.acquire()
+    fence = a.fence
+    assert fence is not None
+    await a.commit(Commit(put_records=(record("p1"),)), fence=fence)
+    first = await b.load()
+    assert first.epoch is not None and first.seq == 1 and not first.recovering
+    async with aioredis.Redis.from_url(server.url) as r:
+        await r.flushall()
+    lost = await b.load()
+    assert lost.epoch is None and lost.records == {}
+    # The old leader's fence no longer writes; a restore starts a new epoch.
+    with pytest.raises(FencedOutError):
+        await a.commit(Commit(), fence=fence)
+    await b.restore([record("p1")], [], seen=first.epoch, hold=5)
+    back = await b.load()
+    assert back.epoch not in (None, first.epoch)
+    assert back.recovering and set(back.records) == {"p1"}
+    # A replica that saw the same epoch but more commits (a rollback) rotates it too.
+    await b.restore([], [], seen=back.epoch, hold=5)
+    assert (await b.load()).epoch != back.epoch
+    # A new lease's fence is larger than any before, whatever was lost.
+    assert await b.acquire()
+    assert b.fence is not None and b.fence > fence
