@@ -254,18 +254,18 @@ class _Slots:
     call's deadline instead of reporting it as a connect timeout. FIFO.
     """
 
-    __slots__ = ("_waiters", "free", "limit")
+    __slots__ = ("waiters", "free", "limit")
 
     def __init__(self, limit: int) -> None:
         self.free = limit
         self.limit = limit
-        self._waiters: deque[asyncio.Future[bool]] = deque()
+        self.waiters: deque[asyncio.Future[bool]] = deque()
 
     async def wait(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for a slot; True once it is held."""
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[bool] = loop.create_future()
-        self._waiters.append(waiter)
+        self.waiters.append(waiter)
         expiry = loop.call_later(max(timeout, 0.0), _expire, waiter)
         try:
             return await waiter
@@ -278,7 +278,7 @@ class _Slots:
 
     def release(self) -> None:
         """Give the slot to the next caller still waiting, or back to the pool."""
-        waiters = self._waiters
+        waiters = self.waiters
         while waiters:
             waiter = waiters.popleft()
             if not waiter.done():
@@ -483,7 +483,8 @@ class Transport:
     def _mark_connected(self, protocol: Any) -> None:
         """The running call's attempt has a connection: from now on it may have left."""
         inflight = self._inflight
-        task = asyncio.current_task()
+        # The loop passed: asyncio then need not look the running loop up again.
+        task = asyncio.current_task(self._loop)
         if task in inflight:  # (never None: None is no key)
             # (A protocol may be falsy: aiohttp's has a length.)
             inflight[task] = True if protocol is None else protocol
@@ -559,12 +560,19 @@ class Transport:
 
         ``path_segments`` must already be encoded (see ``_paths.segment``).
         """
-        task = asyncio.current_task()
+        # One loop lookup per call: it finds the task and checks the session's loop.
+        loop = asyncio.get_running_loop()
+        session = self._session
+        if session is None or self._loop is not loop:
+            session = self.open()
+        task = asyncio.current_task(loop)
         if task is None:
-            return await self._send(endpoint, path_segments, options, query, json_body, None)
+            return await self._send(endpoint, path_segments, options, query, json_body, None, session)
         self._inflight[task] = False
         try:
-            return await self._send(endpoint, path_segments, options, query, json_body, task)
+            return await self._send(
+                endpoint, path_segments, options, query, json_body, task, session
+            )
         except asyncio.CancelledError:
             if task in self._cancelled_by_close and _only_cancelled_by_close(task):
                 error = ClientClosedError("the HathoraClient was closed during the call")
@@ -596,10 +604,8 @@ class Transport:
         query: Query | None,
         json_body: bytes | None,
         task: asyncio.Task[Any] | None,
+        session: aiohttp.ClientSession,
     ) -> ApiResponse[T]:
-        session = self._session
-        if session is None or self._loop is not asyncio.get_running_loop():
-            session = self.open()
         target = self._targets.get((endpoint.path, path_segments))
         if target is None:
             target = self._target(endpoint.path, path_segments)
@@ -618,6 +624,8 @@ class Transport:
         # The client's own connector says when an attempt has a connection; with
         # a caller's session, holding a slot must count as possibly sent.
         owned = self._owns_session
+        # The client's own session without a proxy needs no per-request settings.
+        lean = owned and self._proxy is None and self._proxy_auth is None
         tracked = task if not endpoint.idempotent and not owned else None
         slots = self._slots
         retries = 0
@@ -650,8 +658,19 @@ class Transport:
                 await self._wait_for_slot(slots, endpoint, path, deadline - clock(), retries)
             if tracked is not None:
                 self._inflight[tracked] = True
-            try:
-                async with session.request(
+            if lean:
+                # The client's own session already has these settings (see open()):
+                # each keyword aiohttp is given costs it work on every request.
+                sending = session.request(
+                    endpoint.method,
+                    url,
+                    headers=headers,
+                    data=json_body,
+                    timeout=timeout,
+                    allow_redirects=False,
+                )
+            else:
+                sending = session.request(
                     endpoint.method,
                     url,
                     headers=headers,
@@ -663,7 +682,9 @@ class Transport:
                     # A caller's session defaults must not change what a call means.
                     raise_for_status=False,
                     auto_decompress=True,
-                ) as response:
+                )
+            try:
+                async with sending as response:
                     status = response.status
                     response_headers = response.headers
                     if status == 204:
@@ -729,7 +750,10 @@ class Transport:
                 # (a 303 above all) or a 5xx may come after it did.
                 sent = not (400 <= status < 500 and status != 408)
             finally:
-                slots.release()
+                if slots.waiters:
+                    slots.release()
+                else:
+                    slots.free += 1  # (release() without its call: nobody waits)
             # The raw answer may show the token, and a traceback formatted with
             # capture_locals shows this frame's locals: only the error's redacted copy stays.
             body = b""
