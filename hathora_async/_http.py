@@ -254,7 +254,7 @@ class _Slots:
     call's deadline instead of reporting it as a connect timeout. FIFO.
     """
 
-    __slots__ = ("waiters", "free", "limit")
+    __slots__ = ("free", "limit", "waiters")
 
     def __init__(self, limit: int) -> None:
         self.free = limit
@@ -309,9 +309,10 @@ class _Connector(aiohttp.TCPConnector):
     an answer is read, before the client sees the status: hence after the fact.)
     """
 
-    def __init__(self, on_connected: Callable[[Any], None], **options: Any) -> None:
+    def __init__(self, inflight: dict[asyncio.Task[Any], Any], **options: Any) -> None:
         super().__init__(**options)
-        self._hathora_on_connected = on_connected
+        # The transport's calls in flight (see Transport._inflight), marked here.
+        self._hathora_inflight = inflight
         self._hathora_doomed: weakref.WeakSet[Any] = weakref.WeakSet()
         # Whether the set may be non-empty: one attribute read per call, not a len().
         self._hathora_any_doomed = False
@@ -333,7 +334,14 @@ class _Connector(aiohttp.TCPConnector):
                 connection = await super().connect(req, traces, timeout)
             self._hathora_any_doomed = bool(doomed)
         # No await between the connection and this mark: a cancellation cannot slip in.
-        self._hathora_on_connected(connection.protocol)
+        # The running call's attempt has a connection: from now on it may have left.
+        # (Inline, and the loop passed: this runs for every request.)
+        inflight = self._hathora_inflight
+        task = asyncio.current_task(self._loop)
+        if task in inflight:  # (never None: None is no key)
+            protocol = connection.protocol
+            # (A protocol may be falsy: aiohttp's has a length.)
+            inflight[task] = True if protocol is None else protocol
         return connection
 
 
@@ -446,7 +454,7 @@ class Transport:
             session = self._session = None
         if session is None:
             connector = _Connector(
-                self._mark_connected,
+                self._inflight,
                 limit=self._max_connections,
                 limit_per_host=self._max_connections,
                 keepalive_timeout=C.DEFAULT_KEEPALIVE_TIMEOUT,
@@ -479,15 +487,6 @@ class Transport:
                 closer.__anext__().send(None)
             self._closer = closer
         return session
-
-    def _mark_connected(self, protocol: Any) -> None:
-        """The running call's attempt has a connection: from now on it may have left."""
-        inflight = self._inflight
-        # The loop passed: asyncio then need not look the running loop up again.
-        task = asyncio.current_task(self._loop)
-        if task in inflight:  # (never None: None is no key)
-            # (A protocol may be falsy: aiohttp's has a length.)
-            inflight[task] = True if protocol is None else protocol
 
     def _abandon_dead_loop(self, session: aiohttp.ClientSession) -> bool:
         """Release the session of a loop closed without closing it; False if that loop lives.
@@ -567,7 +566,9 @@ class Transport:
             session = self.open()
         task = asyncio.current_task(loop)
         if task is None:
-            return await self._send(endpoint, path_segments, options, query, json_body, None, session)
+            return await self._send(
+                endpoint, path_segments, options, query, json_body, None, session
+            )
         self._inflight[task] = False
         try:
             return await self._send(
@@ -727,12 +728,18 @@ class Transport:
             else:
                 if 200 <= status < 300:
                     budget.passed(ticket)  # send budget (issue 12)
+                    # Decoded here, not in a method of its own: one call less per call.
+                    decode = endpoint.decode
+                    if decode is None:
+                        return _response(status, response_headers, None)
                     try:
-                        return self._success(endpoint, path, status, response_headers, body)
-                    except ResponseDecodeError:
+                        data = decode(body)
+                    except Exception as exc:  # any failure (RecursionError, ...) is typed
+                        error = self._decode_error(endpoint, path, status, body, exc)
                         body = b""  # the raw answer: see below
                         response = response_headers = None
-                        raise
+                        raise error from None
+                    return _response(status, response_headers, data)
                 error = error_from_response(status, response_headers, body, self._redactor)
                 if not endpoint.idempotent and self._connector is not None and task is not None:
                     protocol = self._inflight.get(task, False)
@@ -811,27 +818,6 @@ class Transport:
         error._locate(endpoint.method, path, outcome_unknown=False)
         error.attempts = retries + 1
         raise error
-
-    def _success(
-        self,
-        endpoint: Endpoint[T],
-        path: str,
-        status: int,
-        headers: Mapping[str, str],
-        body: bytes,
-    ) -> ApiResponse[T]:
-        decode = endpoint.decode
-        if decode is None:
-            return _response(status, headers, None)
-        try:
-            data = decode(body)
-        except Exception as exc:  # any failure (RecursionError, MemoryError, ...) is typed
-            error = self._decode_error(endpoint, path, status, body, exc)
-        else:
-            return _response(status, headers, data)
-        # Out of this frame's locals (capture_locals): the raw answer may show the token.
-        del body, headers
-        raise error from None
 
     def _decode_error(
         self, endpoint: Endpoint[Any], path: str, status: int, body: bytes, exc: Exception

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -22,15 +23,25 @@ class RecentCreates:
         self._clock = clock
         # Insertion order is time order: the oldest entry is always first.
         self._at: OrderedDict[tuple[str, str], float] = OrderedDict()
+        # When the oldest entry expires (no later than): until then nothing to prune.
+        self._expires = math.inf
 
     def note(self, kind: str, key: str) -> float:
         """Record that ``kind`` ("process" or "room") ``key`` was created now; returns now."""
         now = self._clock()
-        self._prune(now)
-        self._at.pop((kind, key), None)
-        self._at[(kind, key)] = now
-        while len(self._at) > C.MAX_RECENT_CREATES:
-            self._at.popitem(last=False)
+        at = self._at
+        # Every create passes here: the oldest entry is looked at only once it may be stale.
+        if now >= self._expires:
+            self._prune(now)
+        entry = (kind, key)
+        if entry in at:
+            at.move_to_end(entry)
+        elif not at:
+            self._expires = now + C.READ_AFTER_CREATE_GRACE
+        at[entry] = now
+        if len(at) > C.MAX_RECENT_CREATES:
+            at.popitem(last=False)
+            self._expires = -math.inf  # the oldest changed: look again next time
         return now
 
     def lag_until(self, kind: str, key: str) -> float | None:
@@ -40,8 +51,11 @@ class RecentCreates:
 
     def _prune(self, now: float) -> None:
         horizon = now - C.READ_AFTER_CREATE_GRACE
-        while self._at:
-            key, at = next(iter(self._at.items()))
-            if at >= horizon:
+        at = self._at
+        while at:
+            key, when = next(iter(at.items()))
+            if when >= horizon:
+                self._expires = when + C.READ_AFTER_CREATE_GRACE
                 return
-            del self._at[key]
+            del at[key]
+        self._expires = math.inf  # empty: the next entry sets it
