@@ -63,6 +63,9 @@ class StubSession:
     """Just enough of ``aiohttp.ClientSession`` for the client: one canned answer."""
 
     closed = False
+    auth = None  # what the client checks of a caller's session
+    connector = None
+    trust_env = False
 
     def __init__(self, status: int, body: bytes | None) -> None:
         self.response = _Response(status, body)
@@ -111,11 +114,8 @@ async def _layers(client: HathoraClient, session: StubSession, case: str) -> dic
 
     return {
         f"{case}: raw aiohttp + json.loads (stub)": raw,
-        f"{case}: Transport._send (retry loop, URL, read, decode, ApiResponse)": lambda: (
-            transport._send(endpoint, segments, options, None, None)
-        ),
-        f"{case}: Transport.request (+ in-flight tracking for close())": lambda: transport.request(
-            endpoint, segments, options
+        f"{case}: Transport.request (retry loop, URL, read, decode, ApiResponse, tracking)": (
+            lambda: transport.request(endpoint, segments, options)
         ),
         f"{case}: {name}_with_http_info (+ path segments)": lambda: with_info(pid),
         f"{case}: {name}": lambda: public(pid),

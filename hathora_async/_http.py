@@ -565,15 +565,208 @@ class Transport:
         if session is None or self._loop is not loop:
             session = self.open()
         task = asyncio.current_task(loop)
-        if task is None:
-            return await self._send(
-                endpoint, path_segments, options, query, json_body, None, session
-            )
-        self._inflight[task] = False
+        if task is not None:
+            self._inflight[task] = False
+        # The attempts run in this frame, not in a coroutine of their own: one
+        # frame less on every call.
         try:
-            return await self._send(
-                endpoint, path_segments, options, query, json_body, task, session
-            )
+            target = self._targets.get((endpoint.path, path_segments))
+            if target is None:
+                target = self._target(endpoint.path, path_segments)
+            path, url = target
+            if query:
+                url = url.with_query(query)
+            headers = self._request_headers if json_body is None else self._request_json_headers
+            if self._check_proxy is not None:
+                self._refuse_proxy(endpoint, path)
+            clock = options.clock
+            policy = options.retry
+            limit = options.max_response_bytes
+            deadline = clock() + options.timeouts.total
+            timeout = options.first_attempt_timeout
+            # Whether an attempt may have left the client matters only for a create.
+            # The client's own connector says when an attempt has a connection; with
+            # a caller's session, holding a slot must count as possibly sent.
+            owned = self._owns_session
+            # The client's own session without a proxy needs no per-request settings.
+            lean = owned and self._proxy is None and self._proxy_auth is None
+            tracked = task if not endpoint.idempotent and not owned else None
+            slots = self._slots
+            retries = 0
+            # -- send budget (issue 12) --
+            budget = self.budget
+            write = endpoint.method != "GET"
+            refusals = 0  # 429s: refused, so not counted against the retry attempts
+            last: HathoraError | None = None
+            # --
+            response: aiohttp.ClientResponse | None = None
+            response_headers: Mapping[str, str] | None = None
+            while True:
+                error: HathoraError
+                sent = True
+                retryable: bool
+                # -- send budget (issue 12): wait for it; nothing is sent before --
+                if budget.gated:
+                    if not await budget.acquire(write, deadline, options.sleep):
+                        if last is not None:
+                            raise_timeout(endpoint, path, last)
+                        raise not_sent(endpoint.method, path)
+                    timeout = options.attempt_timeout(
+                        max(deadline - clock(), C.MIN_BOUNDED_CALL_TIMEOUT)
+                    )
+                ticket = budget.generation
+                # --
+                if slots.free > 0:
+                    slots.free -= 1
+                else:
+                    await self._wait_for_slot(slots, endpoint, path, deadline - clock(), retries)
+                if tracked is not None:
+                    self._inflight[tracked] = True
+                if lean:
+                    # The client's own session already has these settings (see open()):
+                    # each keyword aiohttp is given costs it work on every request.
+                    sending = session.request(
+                        endpoint.method,
+                        url,
+                        headers=headers,
+                        data=json_body,
+                        timeout=timeout,
+                        allow_redirects=False,
+                    )
+                else:
+                    sending = session.request(
+                        endpoint.method,
+                        url,
+                        headers=headers,
+                        data=json_body,
+                        timeout=timeout,
+                        proxy=self._proxy,
+                        proxy_auth=self._proxy_auth,
+                        allow_redirects=False,
+                        # A caller's session defaults must not change what a call means.
+                        raise_for_status=False,
+                        auto_decompress=True,
+                    )
+                try:
+                    async with sending as response:
+                        status = response.status
+                        response_headers = response.headers
+                        if status == 204:
+                            body = b""  # No Content has no body, by definition: nothing to read
+                        elif (
+                            (length := response.content_length) is not None
+                            and length <= limit
+                            and _CONTENT_ENCODING not in response_headers
+                        ):
+                            body = await response.read()  # the usual answer, read at once
+                        else:
+                            # Compressed or of unknown length: counted after decoding.
+                            body = await _read_bounded(
+                                response, limit, status < 300, self._redactor.overlap
+                            )
+                except _BodyTooLarge as exc:
+                    error = ResponseTooLargeError(status, limit, _kept(exc.head, self._redactor))
+                    # Never retried: another attempt would read (and inflate) it again.
+                    retryable = False
+                    sent = not (400 <= status < 500 and status != 408)
+                except RuntimeError as exc:
+                    if not session.closed:
+                        raise
+                    # A caller-owned session closed under us: nothing was sent.
+                    closed = ClientClosedError(
+                        "the aiohttp session given to HathoraClient is closed"
+                    )
+                    closed._locate(endpoint.method, path, outcome_unknown=False)
+                    raise closed from exc
+                except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                    connected = _left(self._inflight.get(task, False)) if owned and task else None
+                    error, sent, retryable = _transport_error(exc, self._redactor, connected)
+                    if self._closed:
+                        cause = error.__cause__
+                        error = ClientClosedError("the HathoraClient was closed during the call")
+                        error.__cause__ = cause
+                        error.__suppress_context__ = True
+                        retryable = False
+                    # Safe to resend a create only if it provably never left the client.
+                    retryable = retryable and (endpoint.idempotent or not sent)
+                    body = b""
+                else:
+                    if 200 <= status < 300:
+                        budget.passed(ticket)  # send budget (issue 12)
+                        # Decoded here, not in a method of its own: one call less per call.
+                        decode = endpoint.decode
+                        if decode is None:
+                            return _response(status, response_headers, None)
+                        try:
+                            data = decode(body)
+                        except Exception as exc:  # any failure (RecursionError, ...) is typed
+                            error = self._decode_error(endpoint, path, status, body, exc)
+                            body = b""  # the raw answer: see below
+                            response = response_headers = None
+                            raise error from None
+                        return _response(status, response_headers, data)
+                    error = error_from_response(status, response_headers, body, self._redactor)
+                    if not endpoint.idempotent and self._connector is not None and task is not None:
+                        protocol = self._inflight.get(task, False)
+                        if protocol is not True and protocol is not False:
+                            self._connector.doom(protocol)
+                    # -- send budget (issue 12): a 429 slows (and may pause) every call --
+                    if isinstance(error, RateLimitedError):
+                        budget.refused(ticket, error.retry_after, policy.max_retry_after)
+                        if budget.enabled and policy.attempts > 1:
+                            refusals += 1
+                    # --
+                    # A 429 means the server refused to act: safe to resend even a create.
+                    retryable = status in RETRYABLE_STATUSES and (
+                        endpoint.idempotent or status == 429
+                    )
+                    # Only a 4xx other than 408 proves the server did not act; a 3xx
+                    # (a 303 above all) or a 5xx may come after it did.
+                    sent = not (400 <= status < 500 and status != 408)
+                finally:
+                    if slots.waiters:
+                        slots.release()
+                    else:
+                        slots.free += 1  # (release() without its call: nobody waits)
+                # The raw answer may show the token, and a traceback formatted with
+                # capture_locals shows this frame's locals: only the error's redacted copy stays.
+                body = b""
+                response = response_headers = None
+                unknown = sent and not endpoint.idempotent
+                error._locate(endpoint.method, path, outcome_unknown=unknown)
+                if (
+                    unknown
+                    and endpoint.creates
+                    and isinstance(error, (ApiError, ResponseDecodeError))
+                ):
+                    error.process_id = created_id(error.body, endpoint.creates)
+                retries += 1
+                error.attempts = retries
+                remaining = deadline - clock()
+                counted = max(1, retries - refusals)  # send budget (issue 12)
+                delay = self._delay_or_raise(error, retryable, counted, policy, remaining)
+                if task is not None:
+                    self._inflight[task] = False  # refused or never sent: nothing made
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug(
+                        "retrying %s %s after %s (attempt %d of %d) in %.3fs",
+                        endpoint.method,
+                        path,
+                        _short(error),
+                        retries,
+                        policy.attempts,
+                        delay,
+                    )
+                # A 429's Retry-After paused the budget: waiting for it is this call's pause.
+                if not (
+                    budget.enabled and isinstance(error, RateLimitedError) and error.retry_after
+                ):
+                    await self._pause(delay, options.sleep, endpoint, path)
+                remaining = deadline - clock()
+                if remaining <= 0:
+                    raise_timeout(endpoint, path, error)
+                last = error  # send budget (issue 12)
+                timeout = options.attempt_timeout(remaining)
         except asyncio.CancelledError:
             if task in self._cancelled_by_close and _only_cancelled_by_close(task):
                 error = ClientClosedError("the HathoraClient was closed during the call")
@@ -585,7 +778,8 @@ class Transport:
                 raise error from None
             raise
         finally:
-            self._inflight.pop(task, None)
+            # (With no task, None: never a key of either, so these do nothing.)
+            self._inflight.pop(task, None)  # type: ignore[arg-type]
             self._cancelled_by_close.discard(task)
 
     def _target(self, template: str, path_segments: tuple[str, ...]) -> tuple[str, URL]:
@@ -596,204 +790,6 @@ class Transport:
             self._targets.clear()
         self._targets[(template, path_segments)] = target
         return target
-
-    async def _send(
-        self,
-        endpoint: Endpoint[T],
-        path_segments: tuple[str, ...],
-        options: CallOptions,
-        query: Query | None,
-        json_body: bytes | None,
-        task: asyncio.Task[Any] | None,
-        session: aiohttp.ClientSession,
-    ) -> ApiResponse[T]:
-        target = self._targets.get((endpoint.path, path_segments))
-        if target is None:
-            target = self._target(endpoint.path, path_segments)
-        path, url = target
-        if query:
-            url = url.with_query(query)
-        headers = self._request_headers if json_body is None else self._request_json_headers
-        if self._check_proxy is not None:
-            self._refuse_proxy(endpoint, path)
-        clock = options.clock
-        policy = options.retry
-        limit = options.max_response_bytes
-        deadline = clock() + options.timeouts.total
-        timeout = options.first_attempt_timeout
-        # Whether an attempt may have left the client matters only for a create.
-        # The client's own connector says when an attempt has a connection; with
-        # a caller's session, holding a slot must count as possibly sent.
-        owned = self._owns_session
-        # The client's own session without a proxy needs no per-request settings.
-        lean = owned and self._proxy is None and self._proxy_auth is None
-        tracked = task if not endpoint.idempotent and not owned else None
-        slots = self._slots
-        retries = 0
-        # -- send budget (issue 12) --
-        budget = self.budget
-        write = endpoint.method != "GET"
-        refusals = 0  # 429s: refused, so not counted against the retry attempts
-        last: HathoraError | None = None
-        # --
-        response: aiohttp.ClientResponse | None = None
-        response_headers: Mapping[str, str] | None = None
-        while True:
-            error: HathoraError
-            sent = True
-            retryable: bool
-            # -- send budget (issue 12): wait for it; nothing is sent before --
-            if budget.gated:
-                if not await budget.acquire(write, deadline, options.sleep):
-                    if last is not None:
-                        raise_timeout(endpoint, path, last)
-                    raise not_sent(endpoint.method, path)
-                timeout = options.attempt_timeout(
-                    max(deadline - clock(), C.MIN_BOUNDED_CALL_TIMEOUT)
-                )
-            ticket = budget.generation
-            # --
-            if slots.free > 0:
-                slots.free -= 1
-            else:
-                await self._wait_for_slot(slots, endpoint, path, deadline - clock(), retries)
-            if tracked is not None:
-                self._inflight[tracked] = True
-            if lean:
-                # The client's own session already has these settings (see open()):
-                # each keyword aiohttp is given costs it work on every request.
-                sending = session.request(
-                    endpoint.method,
-                    url,
-                    headers=headers,
-                    data=json_body,
-                    timeout=timeout,
-                    allow_redirects=False,
-                )
-            else:
-                sending = session.request(
-                    endpoint.method,
-                    url,
-                    headers=headers,
-                    data=json_body,
-                    timeout=timeout,
-                    proxy=self._proxy,
-                    proxy_auth=self._proxy_auth,
-                    allow_redirects=False,
-                    # A caller's session defaults must not change what a call means.
-                    raise_for_status=False,
-                    auto_decompress=True,
-                )
-            try:
-                async with sending as response:
-                    status = response.status
-                    response_headers = response.headers
-                    if status == 204:
-                        body = b""  # No Content has no body, by definition: nothing to read
-                    elif (
-                        (length := response.content_length) is not None
-                        and length <= limit
-                        and _CONTENT_ENCODING not in response_headers
-                    ):
-                        body = await response.read()  # the usual answer, read at once
-                    else:
-                        # Compressed or of unknown length: counted after decoding.
-                        body = await _read_bounded(
-                            response, limit, status < 300, self._redactor.overlap
-                        )
-            except _BodyTooLarge as exc:
-                error = ResponseTooLargeError(status, limit, _kept(exc.head, self._redactor))
-                # Never retried: another attempt would read (and inflate) it again.
-                retryable = False
-                sent = not (400 <= status < 500 and status != 408)
-            except RuntimeError as exc:
-                if not session.closed:
-                    raise
-                # A caller-owned session closed under us: nothing was sent.
-                closed = ClientClosedError("the aiohttp session given to HathoraClient is closed")
-                closed._locate(endpoint.method, path, outcome_unknown=False)
-                raise closed from exc
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                connected = _left(self._inflight.get(task, False)) if owned and task else None
-                error, sent, retryable = _transport_error(exc, self._redactor, connected)
-                if self._closed:
-                    cause = error.__cause__
-                    error = ClientClosedError("the HathoraClient was closed during the call")
-                    error.__cause__ = cause
-                    error.__suppress_context__ = True
-                    retryable = False
-                # Safe to resend a create only if it provably never left the client.
-                retryable = retryable and (endpoint.idempotent or not sent)
-                body = b""
-            else:
-                if 200 <= status < 300:
-                    budget.passed(ticket)  # send budget (issue 12)
-                    # Decoded here, not in a method of its own: one call less per call.
-                    decode = endpoint.decode
-                    if decode is None:
-                        return _response(status, response_headers, None)
-                    try:
-                        data = decode(body)
-                    except Exception as exc:  # any failure (RecursionError, ...) is typed
-                        error = self._decode_error(endpoint, path, status, body, exc)
-                        body = b""  # the raw answer: see below
-                        response = response_headers = None
-                        raise error from None
-                    return _response(status, response_headers, data)
-                error = error_from_response(status, response_headers, body, self._redactor)
-                if not endpoint.idempotent and self._connector is not None and task is not None:
-                    protocol = self._inflight.get(task, False)
-                    if protocol is not True and protocol is not False:
-                        self._connector.doom(protocol)
-                # -- send budget (issue 12): a 429 slows (and may pause) every call --
-                if isinstance(error, RateLimitedError):
-                    budget.refused(ticket, error.retry_after, policy.max_retry_after)
-                    if budget.enabled and policy.attempts > 1:
-                        refusals += 1
-                # --
-                # A 429 means the server refused to act: safe to resend even a create.
-                retryable = status in RETRYABLE_STATUSES and (endpoint.idempotent or status == 429)
-                # Only a 4xx other than 408 proves the server did not act; a 3xx
-                # (a 303 above all) or a 5xx may come after it did.
-                sent = not (400 <= status < 500 and status != 408)
-            finally:
-                if slots.waiters:
-                    slots.release()
-                else:
-                    slots.free += 1  # (release() without its call: nobody waits)
-            # The raw answer may show the token, and a traceback formatted with
-            # capture_locals shows this frame's locals: only the error's redacted copy stays.
-            body = b""
-            response = response_headers = None
-            unknown = sent and not endpoint.idempotent
-            error._locate(endpoint.method, path, outcome_unknown=unknown)
-            if unknown and endpoint.creates and isinstance(error, (ApiError, ResponseDecodeError)):
-                error.process_id = created_id(error.body, endpoint.creates)
-            retries += 1
-            error.attempts = retries
-            remaining = deadline - clock()
-            counted = max(1, retries - refusals)  # send budget (issue 12)
-            delay = self._delay_or_raise(error, retryable, counted, policy, remaining)
-            if task is not None:
-                self._inflight[task] = False  # refused or never sent: nothing made
-            if logger.isEnabledFor(logging.DEBUG):
-                logger.debug(
-                    "retrying %s %s after %s (attempt %d of %d) in %.3fs",
-                    endpoint.method,
-                    path,
-                    _short(error),
-                    retries,
-                    policy.attempts,
-                    delay,
-                )
-            # A 429's Retry-After paused the budget: waiting for it is this call's pause.
-            if not (budget.enabled and isinstance(error, RateLimitedError) and error.retry_after):
-                await self._pause(delay, options.sleep, endpoint, path)
-            remaining = deadline - clock()
-            if remaining <= 0:
-                raise_timeout(endpoint, path, error)
-            last = error  # send budget (issue 12)
-            timeout = options.attempt_timeout(remaining)
 
     def _refuse_proxy(self, endpoint: Endpoint[Any], path: str) -> None:
         """Refuse to send when the environment now names a proxy that would see the token."""

@@ -40,8 +40,7 @@ class RecentCreates:
             self._expires = now + C.READ_AFTER_CREATE_GRACE
         at[entry] = now
         if len(at) > C.MAX_RECENT_CREATES:
-            at.popitem(last=False)
-            self._expires = -math.inf  # the oldest changed: look again next time
+            at.popitem(last=False)  # (``_expires`` stays a lower bound: no need to touch)
         return now
 
     def lag_until(self, kind: str, key: str) -> float | None:
