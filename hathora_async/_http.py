@@ -403,6 +403,16 @@ class Transport:
         # A caller's trust_env session re-reads the environment per request:
         # then the proxy is checked again before each one (a reason, or None).
         self._check_proxy = check_proxy
+        # What else each request passes. A caller's session: its defaults must
+        # not change what a call means. The client's own session has these
+        # settings already (see open()), and each keyword costs aiohttp work on
+        # every request: only a proxy, if any, is passed then.
+        self._request_options: dict[str, Any] = {
+            "proxy": proxy,
+            "proxy_auth": proxy_auth,
+            "raise_for_status": False,
+            "auto_decompress": True,
+        }
         self._closed = False
         # The loop the session serves, and the generator closing it when that loop ends.
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -462,6 +472,11 @@ class Transport:
             self._connector = connector
             self._request_headers = None
             self._request_json_headers = _JSON_CONTENT
+            self._request_options = (
+                {}
+                if self._proxy is None and self._proxy_auth is None
+                else {"proxy": self._proxy, "proxy_auth": self._proxy_auth}
+            )
             session = self._session = aiohttp.ClientSession(
                 connector=connector,
                 headers=self._headers,
@@ -472,7 +487,9 @@ class Transport:
                     sock_read=C.DEFAULT_READ_TIMEOUT,
                 ),
                 trace_configs=self._trace_configs,
+                # As every request of a caller's session asks (see _request_options).
                 raise_for_status=False,
+                auto_decompress=True,
                 # A bearer-token API client has no use for cookies: never send one back.
                 cookie_jar=aiohttp.DummyCookieJar(),
                 # Never: the proxy was chosen at construction (and is passed per
@@ -588,8 +605,6 @@ class Transport:
             # The client's own connector says when an attempt has a connection; with
             # a caller's session, holding a slot must count as possibly sent.
             owned = self._owns_session
-            # The client's own session without a proxy needs no per-request settings.
-            lean = owned and self._proxy is None and self._proxy_auth is None
             tracked = task if not endpoint.idempotent and not owned else None
             slots = self._slots
             retries = 0
@@ -622,31 +637,15 @@ class Transport:
                     await self._wait_for_slot(slots, endpoint, path, deadline - clock(), retries)
                 if tracked is not None:
                     self._inflight[tracked] = True
-                if lean:
-                    # The client's own session already has these settings (see open()):
-                    # each keyword aiohttp is given costs it work on every request.
-                    sending = session.request(
-                        endpoint.method,
-                        url,
-                        headers=headers,
-                        data=json_body,
-                        timeout=timeout,
-                        allow_redirects=False,
-                    )
-                else:
-                    sending = session.request(
-                        endpoint.method,
-                        url,
-                        headers=headers,
-                        data=json_body,
-                        timeout=timeout,
-                        proxy=self._proxy,
-                        proxy_auth=self._proxy_auth,
-                        allow_redirects=False,
-                        # A caller's session defaults must not change what a call means.
-                        raise_for_status=False,
-                        auto_decompress=True,
-                    )
+                sending = session.request(
+                    endpoint.method,
+                    url,
+                    headers=headers,
+                    data=json_body,
+                    timeout=timeout,
+                    allow_redirects=False,
+                    **self._request_options,
+                )
                 try:
                     async with sending as response:
                         status = response.status
