@@ -15,8 +15,9 @@ adapted to short, bursty jobs against a gateway that answers
    requests go at once (plus as many per second) and each success lets
    ``RATE_START_GAIN`` more go
    (TCP's slow start, clocked by answers): a client that is never refused
-   stops counting after ``RATE_OPEN_AFTER`` successes, and from then on the
-   budget costs one attribute read per attempt.
+   stops gating after ``RATE_OPEN_AFTER`` successes, and from then on the
+   budget costs one attribute read before each attempt, and one call after
+   each success (which notes its time: a first 429 is read against them).
 2. A 429 pauses everyone until its ``Retry-After`` (capped by the retry
    policy's ``max_retry_after``) and switches to pacing. The server's rate is
    estimated from the successes it let through since its bucket was last
