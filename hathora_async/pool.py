@@ -119,6 +119,9 @@ class WarmPool:
     down as an intent before it is sent, so a successor adopts what a dead
     leader made. Store errors are backed off like API errors. Without
     ``store=`` the pool keeps its state in memory (``MemoryPoolStore``).
+    Targets are global: the first replica to find none in the store stores
+    its own; every replica then follows the stored ones (a replica given
+    others logs a WARNING once). ``set_targets()`` changes them for all.
 
     The pool never forgets a process it made until it has seen it stopped
     (or failed) or has stopped it itself. Hathora's reads can lag behind its
