@@ -9,6 +9,7 @@ when it is not installed, ``python -m hathora_async`` (the same program) is.
 from __future__ import annotations
 
 import asyncio
+import http.server
 import json
 import logging
 import os
@@ -705,3 +706,91 @@ async def test_sigterm_during_the_demo_stops_what_it_created() -> None:
     assert done.code == 130, done.err
     assert "Cancelled: stopped 14 of 14 created." in done.out
     assert "nothing it created is left running (14 processes created)" in done.err
+
+
+# -- a server that echoes the token back in its errors ---------------------------------
+
+ECHO_TOKEN = "s3cret-echo-token-Zq9"
+# Every command that reads an error answer, by the API call it fails on first.
+ECHOED_COMMANDS = [
+    ("processes", "info", "p-1"),
+    ("processes", "list"),
+    ("processes", "create", "Seattle"),
+    ("rooms", "info", "r-1"),
+    ("preallocate", "Seattle=1"),
+]
+
+
+class _Echo(http.server.BaseHTTPRequestHandler):
+    """Answers every request with the status named by the path's first segment and
+    the request's Authorization header, bare token too, in the message."""
+
+    def _answer(self) -> None:
+        auth = self.headers.get("Authorization", "")
+        status = int(self.path.split("/")[1])
+        message = f"bad auth: {auth} / raw {auth.split()[-1] if auth else ''}"
+        body = json.dumps({"message": message}).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def echo() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    thread.join()
+    server.server_close()
+
+
+def _echoing(url: str, status: int, app_id: str = "app-1") -> Fake:
+    return Fake(None, f"{url}/{status}", ECHO_TOKEN, app_id)
+
+
+async def test_the_console_script_never_prints_a_token_the_server_echoes(echo: str) -> None:
+    # 500s are retried: each command in its own subprocess, all at once.
+    fake = _echoing(echo, 500)
+    results = await asyncio.gather(*(cli(fake, *args) for args in ECHOED_COMMANDS))
+    for result in results:  # cli() asserts the token is in neither stream
+        assert result.code == 1 and "HTTP 500" in result.err
+
+
+@pytest.mark.parametrize("status", [400, 401, 404])
+@pytest.mark.parametrize("args", ECHOED_COMMANDS, ids=lambda a: "-".join(a[:2]))
+def test_no_command_prints_a_token_the_server_echoes(
+    echo: str, inproc: Callable[..., Result], status: int, args: tuple[str, ...]
+) -> None:
+    result = inproc(_echoing(echo, status), *args)  # asserts the token is absent
+    assert result.code == 1 and f"HTTP {status}" in result.err and result.out == ""
+
+
+def test_a_hint_escapes_control_characters_like_the_error(
+    echo: str, inproc: Callable[..., Result]
+) -> None:
+    # The hint quotes the app id; an escape sequence in it must not reach the terminal.
+    app_id = "app\x1b[2J\x1b]0;pwned\x07-1"
+    result = inproc(_echoing(echo, 404, app_id), "processes", "list")
+    assert result.code == 1 and "no app app\\x1b[2J\\x1b]0;pwned\\x07-1" in result.err
+    assert "\x1b" not in result.err and "\x07" not in result.err
+
+
+def test_a_refused_token_names_the_token_file_it_came_from(
+    echo: str, inproc: Callable[..., Result], tmp_path: Path
+) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(ECHO_TOKEN)
+    fake = _echoing(echo, 401)
+    result = inproc(fake, "processes", "list", "--token-file", str(token_file), token=None)
+    assert result.code == 1 and f"check --token-file {token_file}" in result.err
+    assert "HATHORA_TOKEN" not in result.err
+    assert "check HATHORA_TOKEN" in inproc(fake, "processes", "list").err

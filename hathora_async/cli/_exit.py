@@ -12,6 +12,7 @@ from ..errors import (
     HathoraError,
     NotFoundError,
     UnauthorizedError,
+    printable,
 )
 from ._interrupt import PROG
 
@@ -49,15 +50,26 @@ def exit_code_for(error: HathoraError) -> Exit:
     return Exit.API_ERROR
 
 
-def describe(error: HathoraError, *, app_id: str | None, base_url: str) -> str:
-    """The error's message, with a hint when the likely cause is a setting."""
-    hint = _hint(error, app_id, base_url)
-    return f"{error}\n  {hint}" if hint else str(error)
+def describe(
+    error: HathoraError,
+    *,
+    app_id: str | None,
+    base_url: str,
+    token_source: str | None = None,
+) -> str:
+    """The error's message, with a hint when the likely cause is a setting.
+
+    ``token_source`` names where the token came from (``--token-file FILE``;
+    default ``HATHORA_TOKEN``). The hint quotes settings and ids the user or the
+    server chose, so it is escaped like the error's own message.
+    """
+    hint = _hint(error, app_id, base_url, token_source or C.ENV_TOKEN)
+    return f"{error}\n  {printable(hint, C.MAX_ERROR_MESSAGE_CHARS)}" if hint else str(error)
 
 
-def _hint(error: HathoraError, app_id: str | None, base_url: str) -> str | None:
+def _hint(error: HathoraError, app_id: str | None, base_url: str, token_source: str) -> str | None:
     if isinstance(error, UnauthorizedError):
-        return f"the token was refused by {base_url}: check {C.ENV_TOKEN}"
+        return f"the token was refused by {base_url}: check {token_source}"
     if isinstance(error, ForbiddenError):
         return f"the token may not act on app {app_id}: check {C.ENV_APP_ID}"
     if isinstance(error, NotFoundError) and (error.path or "").endswith("/list/latest"):

@@ -42,7 +42,9 @@ async def _run(args: argparse.Namespace) -> int:
             return Exit.USAGE
         except HathoraError as exc:
             app_id = getattr(args, "app_id", None) or os.environ.get("HATHORA_APP_ID")
-            _error(describe(exc, app_id=app_id, base_url=base_url(args)))
+            token_file = getattr(args, "token_file", None)
+            source = f"--token-file {token_file}" if token_file is not None else None
+            _error(describe(exc, app_id=app_id, base_url=base_url(args), token_source=source))
             if ledger.left():
                 print(f"{PROG}: made and left as it is: {' '.join(ledger.left())}", file=sys.stderr)
             return exit_code_for(exc)
