@@ -9,17 +9,23 @@ when it is not installed, ``python -m hathora_async`` (the same program) is.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import fcntl
 import http.server
 import json
 import logging
 import os
+import pty
 import queue
+import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import sysconfig
+import termios
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -794,3 +800,61 @@ def test_a_refused_token_names_the_token_file_it_came_from(
     assert result.code == 1 and f"check --token-file {token_file}" in result.err
     assert "HATHORA_TOKEN" not in result.err
     assert "check HATHORA_TOKEN" in inproc(fake, "processes", "list").err
+
+
+# -- the live display measures the terminal it draws on ---------------------------------
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO: the other end closed (Linux)
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _on_a_terminal(argv: list[str], env: dict[str, str], columns: int) -> tuple[int, bytes, bytes]:
+    """Run ``argv`` with stderr on a pty ``columns`` wide, stdout a pipe; return the
+    status, what reached the terminal, and stdout."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    try:
+        popen = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave, env=env
+        )
+        os.close(slave)
+        slave = -1
+        reader = concurrent.futures.ThreadPoolExecutor(1)
+        drawn = reader.submit(_read_all, master)
+        out, _ = popen.communicate(timeout=WAIT)
+        reader.shutdown()
+        return popen.returncode, drawn.result(), out
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+
+
+async def test_live_progress_fits_a_narrow_terminal_on_stderr_with_stdout_piped(
+    quick: Fake,
+) -> None:
+    # stderr is a 36-column terminal; stdout a pipe, whose "size" (80x24) must not be used.
+    columns = 36
+    env = quick.env(TERM="xterm")
+    env.pop("LINES", None)
+    argv = [*CLI, "preallocate", "Seattle=2", "Frankfurt=1", "Washington_DC=1"]
+    code, drawn, out = await asyncio.to_thread(_on_a_terminal, argv, env, columns)
+    assert code == 0
+    text = drawn.decode()
+    assert "\x1b[" in text  # drawn live, in place
+    assert ECHO_TOKEN not in text and quick.token not in text
+    lines = [re.sub(r"\x1b\[[0-9]*[A-Za-z]", "", line) for line in text.splitlines()]
+    block = [line.strip("\r") for line in lines if "running" in line]
+    assert block and all(len(line) <= columns - 1 for line in block), block
+    assert "| Seattle" in out.decode()  # the summary still went to stdout
+    await _stop_live(quick, ["Seattle", "Frankfurt", "Washington_DC"], expected=4)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -21,7 +20,7 @@ from typing import TextIO
 from .. import _constants as C
 from ._interrupt import PROG
 
-__all__ = ["Display", "wants_live", "install_logging"]
+__all__ = ["Display", "wants_live", "install_logging", "terminal_size"]
 
 
 def wants_live(out: TextIO, plain: bool = False) -> bool:
@@ -32,6 +31,26 @@ def wants_live(out: TextIO, plain: bool = False) -> bool:
         return out.isatty()
     except (AttributeError, ValueError):  # a closed or odd stream
         return False
+
+
+def terminal_size(out: TextIO) -> tuple[int, int]:
+    """Columns and rows of the terminal ``out`` writes to (the stream drawn on, not
+    stdout, which may be redirected); else ``COLUMNS``/``LINES``; else 80x24."""
+    try:
+        size = os.get_terminal_size(out.fileno())
+        if size.columns > 0 and size.lines > 0:
+            return size.columns, size.lines
+    except (AttributeError, ValueError, OSError):  # not a file, closed, or not a terminal
+        pass
+    return _env_int("COLUMNS", 80), _env_int("LINES", 24)
+
+
+def _env_int(name: str, default: int) -> int:
+    try:
+        value = int(os.environ.get(name, ""))
+    except ValueError:
+        return default
+    return value if value > 0 else default
 
 
 class _LogHandler(logging.Handler):
@@ -95,7 +114,7 @@ class Display:
 
     def _fit(self, lines: Sequence[str]) -> list[str] | None:
         """The lines cut to the terminal, or None when it is too small to draw in."""
-        columns, rows = shutil.get_terminal_size()
+        columns, rows = terminal_size(self.out)
         if columns < C.LIVE_MIN_COLUMNS or rows < C.LIVE_MIN_ROWS:
             return None
         room = rows - 1  # the cursor's line stays free, so nothing scrolls
