@@ -858,3 +858,84 @@ async def test_live_progress_fits_a_narrow_terminal_on_stderr_with_stdout_piped(
     assert block and all(len(line) <= columns - 1 for line in block), block
     assert "| Seattle" in out.decode()  # the summary still went to stdout
     await _stop_live(quick, ["Seattle", "Frankfurt", "Washington_DC"], expected=4)
+
+
+# -- regions and statuses: matched ignoring case, unknown ones warned about -------------
+
+
+def test_a_region_or_status_in_another_case_is_the_known_one(
+    quick: Fake, inproc: Callable[..., Result]
+) -> None:
+    made = inproc(quick, "processes", "create", "seattle", "--wait", "--json")
+    assert made.code == 0 and made.err == "", made.err
+    process_id = made.json()["processId"]
+    assert made.json()["region"] == "Seattle"
+    listed = inproc(quick, "processes", "list", "--region", "SEATTLE", "--status", "Running")
+    assert listed.code == 0 and listed.err == "" and process_id in listed.out
+    assert inproc(quick, "processes", "stop", process_id).code == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "what"),
+    [
+        (("processes", "list", "--region", "Atlantis"), "region 'Atlantis'"),
+        (("processes", "list", "--status", "Sleeping"), "status 'Sleeping'"),
+    ],
+)
+def test_an_unknown_region_or_status_is_sent_with_a_warning_naming_the_known_ones(
+    quick: Fake, inproc: Callable[..., Result], args: tuple[str, ...], what: str
+) -> None:
+    result = inproc(quick, *args)
+    assert result.code == 0
+    assert f"warning: unknown {what}, sent as is; known: " in result.err
+    assert ("Seattle" if "region" in what else "running") in result.err
+
+
+def test_preallocate_in_a_missing_region_is_an_api_error_said_once(
+    quick: Fake, inproc: Callable[..., Result]
+) -> None:
+    result = inproc(quick, "preallocate", "Atlantis=3", "--plain")
+    assert result.code == 1, result.err
+    failed = [line for line in result.err.splitlines() if line.startswith("failed:")]
+    assert len(failed) == 1 and failed[0].endswith("(repeated 3 times)")
+    assert "Region Atlantis not found" in failed[0]
+
+
+def test_a_region_given_twice_is_a_usage_error(quick: Fake, inproc: Callable[..., Result]) -> None:
+    for command in ("preallocate", "pool"):
+        result = inproc(quick, command, "Seattle=1", "seattle=2")
+        assert result.code == 2 and "region Seattle given twice" in result.err
+
+
+async def test_a_pool_in_a_missing_region_ends_with_one_error(quick: Fake) -> None:
+    # It used to retry forever, one identical warning per pass.
+    result = await cli(
+        quick, "pool", "Atlantis=1", "Frankfurt=1", "--plain", "--poll-interval", "0.2"
+    )
+    assert result.code == 1, result.err
+    assert "warning: unknown region 'Atlantis'" in result.err
+    assert "error: HTTP 404: Region Atlantis not found" in result.err
+    assert "no region Atlantis for app" in result.err
+    assert result.err.count("Region Atlantis not found") <= 3  # warning, error: not forever
+    assert await live_processes(quick, ["Frankfurt"]) == []  # what it made is stopped
+
+
+def test_identical_warnings_are_collapsed(
+    quick: Fake, inproc: Callable[..., Result], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hathora_async.cli._live import flush_repeats, install_logging
+
+    install_logging()
+    logger = logging.getLogger("hathora_async")
+    for _ in range(4):
+        logger.warning("warm pool: HTTP 503: busy")
+    logger.warning("something else")
+    logger.warning("something else")
+    flush_repeats()
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        "hathora-async: warning: warm pool: HTTP 503: busy",
+        "hathora-async: (the line above repeated 3 more times)",
+        "hathora-async: warning: something else",
+        "hathora-async: (the line above repeated 1 more times)",
+    ]

@@ -20,7 +20,7 @@ from typing import TextIO
 from .. import _constants as C
 from ._interrupt import PROG
 
-__all__ = ["Display", "wants_live", "install_logging", "terminal_size"]
+__all__ = ["Display", "wants_live", "install_logging", "terminal_size", "flush_repeats"]
 
 
 def wants_live(out: TextIO, plain: bool = False) -> bool:
@@ -54,24 +54,46 @@ def _env_int(name: str, default: int) -> int:
 
 
 class _LogHandler(logging.Handler):
-    """The library's warnings, as ``hathora-async: warning: ...`` lines, through ``write``."""
+    """The library's warnings, as ``hathora-async: warning: ...`` lines, through ``write``.
+
+    A line identical to the one before is not printed again: how many times it
+    came is said once another line comes, or at ``flush_repeats()``.
+    """
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
         self.write: Callable[[str], None] = self._to_stderr
+        self._last: str | None = None
+        self._repeats = 0
 
     @staticmethod
     def _to_stderr(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
+    def flush_repeats(self) -> None:
+        if self._repeats:
+            self.write(f"{PROG}: (the line above repeated {self._repeats} more times)")
+        self._last, self._repeats = None, 0
+
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.write(f"{PROG}: {record.levelname.lower()}: {self.format(record)}")
+            line = f"{PROG}: {record.levelname.lower()}: {self.format(record)}"
+            if line == self._last:
+                self._repeats += 1
+                return
+            self.flush_repeats()
+            self._last = line
+            self.write(line)
         except Exception:  # logging must never break the command
             self.handleError(record)
 
 
 _LOG_HANDLER = _LogHandler()
+
+
+def flush_repeats() -> None:
+    """Say how many times the last warning repeated, if it did (at the command's end)."""
+    _LOG_HANDLER.flush_repeats()
 
 
 def install_logging() -> None:
@@ -108,6 +130,7 @@ class Display:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        _LOG_HANDLER.flush_repeats()
         if self._previous_write is not None:
             _LOG_HANDLER.write = self._previous_write
         self.update(self._lines, force=True)

@@ -11,7 +11,7 @@ from ..errors import HathoraError
 from ._config import ConfigError, base_url
 from ._exit import Exit, describe, exit_code_for
 from ._interrupt import PROG, Interrupts, Ledger, catch_signals
-from ._live import install_logging
+from ._live import flush_repeats, install_logging
 from ._parser import build_parser
 
 __all__ = ["main"]
@@ -31,7 +31,10 @@ async def _run(args: argparse.Namespace) -> int:
     interrupts = Interrupts(task, ledger, sys.stderr)
     with catch_signals(interrupts):
         try:
-            return int(await args.run(args, ledger))
+            try:
+                return int(await args.run(args, ledger))
+            finally:
+                flush_repeats()
         except asyncio.CancelledError:
             if not interrupts.count:
                 raise
