@@ -143,6 +143,17 @@ class WarmPool:
     10 processes are made in the region after the create, its process may be
     out of the listing's sight and is left to Hathora's idle reaper.
 
+    Endpoints: ``GET /processes/v2/{appId}/list/latest`` and ``GET
+    /processes/v2/{appId}/info/{processId}`` to watch,
+    ``POST /processes/v2/{appId}/create/{region}`` to fill and
+    ``POST /processes/v2/{appId}/stop/{processId}`` to trim and on exit. Times
+    are in seconds (defaults: ``poll_interval`` 5, ``max_backoff`` 60;
+    ``concurrency`` 8). The pool raises no API error: each is counted in
+    ``errors``, kept as ``last_error`` (an ``HathoraError``) and logged at
+    WARNING. A create answered 404 (a region the app cannot use) is retried
+    like any error: check ``last_error`` to give up. The constructor raises
+    ``ValueError`` for bad targets or options.
+
     ``concurrency`` bounds the pool's requests in flight. ``sleep`` is the
     pool's own wait between passes (default ``asyncio.sleep``, not the
     client's, so a test clock on the client does not spin the pool).
@@ -481,7 +492,7 @@ class WarmPool:
     # -- the pass ----------------------------------------------------------
 
     async def refresh(self) -> dict[Region, RegionCounts]:
-        """Run one pass now and return the new ``snapshot()``.
+        """Run one pass now and return the new ``snapshot()`` (``RegionCounts`` per region).
 
         The leader polls, adopts, replaces and trims; a follower reads the
         leader's state. The background task runs the same pass; calls never
