@@ -939,3 +939,23 @@ def test_identical_warnings_are_collapsed(
         "hathora-async: warning: something else",
         "hathora-async: (the line above repeated 1 more times)",
     ]
+
+
+async def test_a_create_interrupted_in_flight_says_a_process_may_exist() -> None:
+    async with FakeHathora(boot_delay=120.0) as server:
+        # The create's answer takes 5 s: the interrupt lands while it is in flight.
+        server.faults.add("create_process", Fault(latency=5.0), times=1)
+        fake = Fake(None, server.url, server.token, server.app_id)
+        proc = spawn(fake, "processes", "create", "seattle")
+        deadline = time.monotonic() + WAIT
+        while not server.request_counts["create_process"]:
+            assert time.monotonic() < deadline, "the create was never sent"
+            await asyncio.sleep(0.02)
+        proc.popen.send_signal(signal.SIGINT)
+        done = _check_no_token(await asyncio.to_thread(proc.finish), fake.token)
+        assert done.code == 130 and done.out == ""
+        assert "a process may exist in Seattle (outcome unknown)" in done.err
+        assert "hathora-async processes list --region Seattle" in done.err
+        for process in server.processes():  # what the create made, if anything
+            async with fake.client() as client:
+                await client.processes.stop_process(process["processId"])
