@@ -25,6 +25,7 @@ from ._http import CallOptions, Endpoint, Query, Transport, _SecretHeader
 from ._paths import segment
 from ._recent import RecentCreates
 from ._redact import Redactor
+from ._watch import ProcessWatcher
 from .models import ApiResponse
 from .retry import RetryPolicy, Timeouts
 
@@ -329,6 +330,7 @@ class HathoraClient:
             max_response_bytes=max_response_bytes,
         )
         self._recent = RecentCreates(clock)
+        self._watcher = ProcessWatcher()  # coalesced polling (issue 12)
         self._bind_apis()
 
     def _bind_apis(self) -> None:
@@ -389,6 +391,7 @@ class HathoraClient:
         sibling._transport = self._transport
         sibling._options = options
         sibling._recent = self._recent
+        sibling._watcher = self._watcher
         sibling._bind_apis()
         return sibling
 

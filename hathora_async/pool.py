@@ -48,7 +48,7 @@ from ._strays import send_on_server_clock, server_date
 from .errors import ClientClosedError, HathoraError, NotFoundError, RateLimitedError
 from .models import ProcessStatus, Region, coerce_region
 from .prealloc import Plan, _check_limit, check_plan
-from .waiting import _positive_number
+from .waiting import _positive_number, read_shared, watch_regions
 
 if TYPE_CHECKING:
     from ._api import ApiClient
@@ -627,7 +627,9 @@ class WarmPool:
                 )
         act = act and not state.recovering
         records = dict(state.records)
-        polled = await asyncio.gather(*(self._poll(r) for r in records.values()))
+        # Coalesced polling (issue 12): a listing per region answers the records it shows.
+        with watch_regions(self._client, self._app_id, (r.region for r in records.values())):
+            polled = await asyncio.gather(*(self._poll(r) for r in records.values()))
         records = {r.process_id: r for r in polled}
         intents = dict(state.intents)
         listings = await self._list(intents)
@@ -781,6 +783,18 @@ class WarmPool:
 
     async def _poll(self, record: ProcessRecord) -> ProcessRecord:
         try:
+            # Coalesced polling (issue 12): the region's shared listing, else its own read.
+            deadline = self._clock() + self._client.timeouts.total
+            seen = await read_shared(
+                self._client,
+                record.process_id,
+                record.region,
+                app_id=self._app_id,
+                deadline=deadline,
+                interval=self._poll_interval,
+            )
+            if seen is not None:
+                return record_of(seen, now=self._now())
             return await self._read(record.process_id)
         except NotFoundError:
             logger.debug("warm pool: process %s not visible", record.process_id)
