@@ -1,6 +1,7 @@
 """Pre-allocation throughput against the plain-aiohttp floor.
 
     python benchmarks/bench_prealloc.py [--rounds 5] [--count 1000] [--concurrency 100]
+    python benchmarks/bench_prealloc.py --no-budget   # HathoraClient(rate_limit=None)
 
 Starts the fake Hathora in its own process with 50 ms latency on every request
 and no boot delay, then, alternating, times:
@@ -30,9 +31,11 @@ from contextlib import contextmanager
 
 import aiohttp
 
-from hathora_async import HathoraClient, Region
+from hathora_async import HathoraClient, RateLimit, Region
 
 LATENCY = 0.05
+# The client's send budget (issue 12): the default, or off with --no-budget.
+BUDGET: list[RateLimit | None] = [RateLimit()]
 
 
 @contextmanager
@@ -84,7 +87,9 @@ def interleaved(plan: dict[Region, int]) -> list[str]:
 async def run_preallocate(
     base: str, token: str, app: str, plan: dict[Region, int], concurrency: int
 ) -> float:
-    async with HathoraClient(token, app, base_url=base, max_connections=concurrency) as client:
+    async with HathoraClient(
+        token, app, base_url=base, max_connections=concurrency, rate_limit=BUDGET[0]
+    ) as client:
         started = time.perf_counter()
         result = await client.preallocate(plan, concurrency=concurrency, wait=False)
         took = time.perf_counter() - started
@@ -126,7 +131,12 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--sequential", type=int, default=40, help="requests of the slow loop")
+    parser.add_argument(
+        "--no-budget", action="store_true", help="HathoraClient(rate_limit=None) for preallocate"
+    )
     args = parser.parse_args()
+    if args.no_budget:
+        BUDGET[0] = None
     plan = plan_for(args.count)
     ideal = math.ceil(args.count / args.concurrency) * LATENCY
     with fake_server() as (base, token, app):

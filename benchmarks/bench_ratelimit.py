@@ -220,6 +220,8 @@ HEADER = (
 
 async def main_async(args: argparse.Namespace) -> int:
     chosen = [c for c in CASES if not args.only or c.key in args.only.split(",")]
+    if args.scale != 1.0:  # a smoke run: fewer processes, same rates
+        chosen = [attrs.evolve(c, count=max(2, round(c.count * args.scale))) for c in chosen]
     lines = [HEADER]
     missed = 0
     for case in chosen:
@@ -249,6 +251,9 @@ def main() -> None:
         "--only", default="", help="comma-separated case keys: " + ", ".join(c.key for c in CASES)
     )
     parser.add_argument("--verbose", action="store_true", help="requests by endpoint too")
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="multiply every case's count (smoke runs)"
+    )
     parser.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
     sys.exit(asyncio.run(main_async(parser.parse_args())))
 

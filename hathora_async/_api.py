@@ -16,6 +16,7 @@ from typing import Any, Protocol, TypeVar
 from ._budget import SendBudget
 from ._http import CallOptions, Endpoint, Query
 from ._recent import RecentCreates
+from ._watch import ProcessWatcher
 from .models import ApiResponse, ProcessStatus, ProcessV2, Region
 from .retry import Timeouts
 
@@ -29,6 +30,7 @@ class Transport(Protocol):
 
     _options: CallOptions  # timeouts, retry, sleep and clock of each call
     _recent: RecentCreates  # what this client created lately (read-after-create grace)
+    _watcher: ProcessWatcher  # coalesced polling, shared with siblings (issue 12)
 
     @property
     def timeouts(self) -> Timeouts:

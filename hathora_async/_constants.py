@@ -72,6 +72,11 @@ STRAY_SERVER_CLOCK_MARGIN = 1.0
 STRAY_CLOCK_SKEW = 30.0
 # GetLatestProcesses answers at most this many processes.
 LATEST_PROCESSES_LIMIT = 10
+# Coalesced polling (issue 12, see _watch.py): when at least this many waits
+# watch a region, one GetLatestProcesses of these statuses (the states a wait
+# is after; others are read on their own) answers their polls.
+WATCH_MIN_SHARED = 2
+WATCH_LIST_STATUSES = ("starting", "running")
 
 # Warm pool.
 DEFAULT_POOL_POLL_INTERVAL = 5.0

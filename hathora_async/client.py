@@ -25,6 +25,7 @@ from ._http import CallOptions, Endpoint, Query, Transport, _SecretHeader
 from ._paths import segment
 from ._recent import RecentCreates
 from ._redact import Redactor
+from ._watch import ProcessWatcher
 from .models import ApiResponse
 from .retry import RetryPolicy, Timeouts
 
@@ -329,6 +330,7 @@ class HathoraClient:
             max_response_bytes=max_response_bytes,
         )
         self._recent = RecentCreates(clock)
+        self._watcher = ProcessWatcher()  # coalesced polling (issue 12)
         self._bind_apis()
 
     def _bind_apis(self) -> None:
@@ -389,6 +391,7 @@ class HathoraClient:
         sibling._transport = self._transport
         sibling._options = options
         sibling._recent = self._recent
+        sibling._watcher = self._watcher
         sibling._bind_apis()
         return sibling
 
@@ -471,6 +474,18 @@ class HathoraClient:
         app_id: str | None = None,
     ) -> PreallocationResult:
         """Create processes across regions at once, e.g. ``{Region.SEATTLE: 5}``.
+
+        Sends ``POST /processes/v2/{appId}/create/{region}`` per slot, polls
+        ``GET /processes/v2/{appId}/info/{processId}`` (with ``wait``), reads
+        ``GET /processes/v2/{appId}/list/latest`` to reconcile and sends
+        ``POST /processes/v2/{appId}/stop/{processId}`` when cancelled. Returns
+        a ``PreallocationResult`` (``ready`` and ``starting``: ``ProcessV2`` per
+        region; ``failed``: ``PreallocationFailure`` each with its typed
+        ``HathoraError``; ``created``, ``stopped``: ids; ``strays``). Times are
+        in seconds (defaults: ``timeout`` 105, ``poll_interval`` 1,
+        ``max_poll_interval`` 5; ``concurrency`` 32). API errors are in the
+        result, never raised; a malformed plan or option raises ``ValueError``
+        before any I/O, a closed client ``ClientClosedError``.
 
         At most ``concurrency`` requests are in flight (and at most
         ``per_region_concurrency`` per region). With ``wait`` each process is

@@ -49,7 +49,7 @@ from ._strays import send_on_server_clock, server_date
 from .errors import ClientClosedError, HathoraError, NotFoundError, RateLimitedError
 from .models import ProcessStatus, Region, coerce_region
 from .prealloc import Plan, _check_limit, check_plan
-from .waiting import _positive_number
+from .waiting import _positive_number, read_shared, watch_regions
 
 if TYPE_CHECKING:
     from ._api import ApiClient
@@ -146,6 +146,17 @@ class WarmPool:
     seconds before it) looks the same and may be adopted instead; if more than
     10 processes are made in the region after the create, its process may be
     out of the listing's sight and is left to Hathora's idle reaper.
+
+    Endpoints: ``GET /processes/v2/{appId}/list/latest`` and ``GET
+    /processes/v2/{appId}/info/{processId}`` to watch,
+    ``POST /processes/v2/{appId}/create/{region}`` to fill and
+    ``POST /processes/v2/{appId}/stop/{processId}`` to trim and on exit. Times
+    are in seconds (defaults: ``poll_interval`` 5, ``max_backoff`` 60;
+    ``concurrency`` 8). The pool raises no API error: each is counted in
+    ``errors``, kept as ``last_error`` (an ``HathoraError``) and logged at
+    WARNING. A create answered 404 (a region the app cannot use) is retried
+    like any error: check ``last_error`` to give up. The constructor raises
+    ``ValueError`` for bad targets or options.
 
     ``concurrency`` bounds the pool's requests in flight. ``sleep`` is the
     pool's own wait between passes (default ``asyncio.sleep``, not the
@@ -523,7 +534,7 @@ class WarmPool:
     # -- the pass ----------------------------------------------------------
 
     async def refresh(self) -> dict[Region, RegionCounts]:
-        """Run one pass now and return the new ``snapshot()``.
+        """Run one pass now and return the new ``snapshot()`` (``RegionCounts`` per region).
 
         The leader polls, adopts, replaces and trims; a follower reads the
         leader's state. The background task runs the same pass; calls never
@@ -648,7 +659,9 @@ class WarmPool:
                 )
         act = act and not state.recovering
         records = dict(state.records)
-        polled = await asyncio.gather(*(self._poll(r) for r in records.values()))
+        # Coalesced polling (issue 12): a listing per region answers the records it shows.
+        with watch_regions(self._client, self._app_id, (r.region for r in records.values())):
+            polled = await asyncio.gather(*(self._poll(r) for r in records.values()))
         records = {r.process_id: r for r in polled}
         intents = dict(state.intents)
         listings = await self._list(intents)
@@ -802,6 +815,18 @@ class WarmPool:
 
     async def _poll(self, record: ProcessRecord) -> ProcessRecord:
         try:
+            # Coalesced polling (issue 12): the region's shared listing, else its own read.
+            deadline = self._clock() + self._client.timeouts.total
+            seen = await read_shared(
+                self._client,
+                record.process_id,
+                record.region,
+                app_id=self._app_id,
+                deadline=deadline,
+                interval=self._poll_interval,
+            )
+            if seen is not None:
+                return record_of(seen, now=self._now())
             return await self._read(record.process_id)
         except NotFoundError:
             logger.debug("warm pool: process %s not visible", record.process_id)

@@ -21,7 +21,7 @@ from . import _constants as C
 from ._strays import list_strays
 from .errors import HathoraError, ProcessFailedError, ProcessWaitTimeoutError
 from .models import ProcessV2, Region, coerce_region
-from .waiting import bounded_fetch, check_wait_options, poll_until_running
+from .waiting import Watch, bounded_fetch, check_wait_options, poll_until_running
 
 if TYPE_CHECKING:
     from ._api import ApiClient
@@ -450,26 +450,41 @@ class _Preallocation:
         inner = bounded_fetch(self.client, process_id, self.app_id)
         limit = self.limits[region]
 
-        async def fetch(deadline: float) -> ProcessV2:
+        async def own(deadline: float) -> ProcessV2:
             async with limit:
-                seen = await inner(deadline)
+                return await inner(deadline)
+
+        # The waits of a region share one listing per poll interval (issue 12);
+        # a poll takes a slot only to read on its own.
+        watch = Watch(
+            self.client,
+            process_id,
+            app_id=self.app_id,
+            region=region,
+            interval=self.poll_interval,
+            own=own,
+        )
+
+        async def fetch(deadline: float) -> ProcessV2:
+            seen = await watch(deadline)
             if not self.wait:
                 raise _Seen(seen)
             return seen
 
         try:
-            running = await poll_until_running(
-                fetch,
-                process_id,
-                timeout=self.timeout,
-                poll_interval=self.poll_interval,
-                max_poll_interval=self.max_poll_interval,
-                sleep=self.sleep,
-                clock=self.clock,
-                first=process,
-                # Reads may not see a process made lately: a 404 then is lag.
-                lag_until=self.client._recent.lag_until("process", process_id),
-            )
+            with watch:
+                running = await poll_until_running(
+                    fetch,
+                    process_id,
+                    timeout=self.timeout,
+                    poll_interval=self.poll_interval,
+                    max_poll_interval=self.max_poll_interval,
+                    sleep=self.sleep,
+                    clock=self.clock,
+                    first=process,
+                    # Reads may not see a process made lately: a 404 then is lag.
+                    lag_until=self.client._recent.lag_until("process", process_id),
+                )
         except _Seen as seen:
             self.result.starting[region].append(seen.process)
             return

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from contextlib import AbstractContextManager, ExitStack
+from types import TracebackType
 from typing import TYPE_CHECKING
 
 from . import _constants as C
@@ -19,7 +21,7 @@ from .errors import (
     RequestTimeoutError,
     ServerError,
 )
-from .models import ProcessStatus, ProcessV2
+from .models import ProcessStatus, ProcessV2, Region
 from .retry import Timeouts
 
 if TYPE_CHECKING:
@@ -27,11 +29,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Fetch",
+    "Watch",
     "bounded_client",
     "bounded_fetch",
     "check_wait_options",
     "poll_until_running",
+    "read_shared",
     "wait_for_process",
+    "watch_regions",
 ]
 
 # Statuses from which a process never (again) becomes a fresh running process.
@@ -153,6 +158,128 @@ def bounded_fetch(client: ApiClient, process_id: str, app_id: str | None) -> Fet
     return fetch
 
 
+# -- coalesced polling (issue 12): see _watch.py -------------------------------
+
+
+def watch_regions(
+    client: ApiClient, app_id: str | None, regions: Iterable[Region]
+) -> AbstractContextManager[None]:
+    """Count one wait per item of ``regions`` for the block (a warm pool's pass)."""
+    app = client._app_segment(app_id)
+    return client._watcher.watching((app, region) for region in regions)
+
+
+async def read_shared(
+    client: ApiClient,
+    process_id: str,
+    region: Region,
+    *,
+    app_id: str | None,
+    deadline: float,
+    interval: float,
+) -> ProcessV2 | None:
+    """The process from a shared listing of ``region``; None: read it on your own.
+
+    None at once when too few waits watch the region. Raises a transient
+    error of the listing (or a timeout at ``deadline``, a clock reading), to
+    be polled through; any other trouble of the listing leaves the read to
+    the caller.
+    """
+    key = (client._app_segment(app_id), region)
+    watcher = client._watcher
+    if not watcher.shared(key):
+        return None
+
+    async def list_region(deadline: float) -> list[ProcessV2]:
+        caller = bounded_client(client, deadline)
+        response = await caller.processes.get_latest_processes_with_http_info(
+            status=C.WATCH_LIST_STATUSES, region=[region], app_id=app_id
+        )
+        return response.data
+
+    try:
+        return await watcher.read(
+            key,
+            process_id,
+            list_region,
+            deadline=deadline,
+            interval=interval,
+            clock=client._options.clock,
+            sleep=client._options.sleep,
+        )
+    except TRANSIENT_ERRORS:
+        raise
+    except HathoraError:
+        return None
+
+
+class Watch:
+    """A ``Fetch`` for one wait whose polls share their region's listing when they can.
+
+    Enter it around the wait: it counts the wait on its region (``region``,
+    else the region of the first state read). ``own`` reads the process
+    alone (the default: ``bounded_fetch``).
+    """
+
+    def __init__(
+        self,
+        client: ApiClient,
+        process_id: str,
+        *,
+        app_id: str | None,
+        region: Region | None,
+        interval: float,
+        own: Fetch | None = None,
+    ) -> None:
+        self._client = client
+        self._process_id = process_id
+        self._app_id = app_id
+        self._region = region
+        self._interval = interval
+        self._own = own if own is not None else bounded_fetch(client, process_id, app_id)
+        self._counted: ExitStack | None = None
+
+    def __enter__(self) -> Watch:
+        self._counted = ExitStack()
+        self._count(self._region)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._counted is not None:
+            self._counted.close()
+            self._counted = None
+
+    def _count(self, region: Region | None) -> None:
+        self._region = region
+        if region is None or self._counted is None:
+            return
+        self._counted.close()
+        self._counted.enter_context(watch_regions(self._client, self._app_id, [region]))
+
+    async def __call__(self, deadline: float) -> ProcessV2:
+        region = self._region
+        if region is not None:
+            seen = await read_shared(
+                self._client,
+                self._process_id,
+                region,
+                app_id=self._app_id,
+                deadline=deadline,
+                interval=self._interval,
+            )
+            if seen is not None:
+                return seen
+        seen = await self._own(deadline)
+        if seen.region != region:
+            self._count(seen.region)
+        return seen
+
+
 async def wait_for_process(
     client: ApiClient,
     process_id: str,
@@ -169,13 +296,16 @@ async def wait_for_process(
     # Bad ids and a missing app id fail here, before any I/O.
     client._app_segment(app_id)
     segment(process_id, "process_id")
-    return await poll_until_running(
-        bounded_fetch(client, process_id, app_id),
-        process_id,
-        timeout=timeout,
-        poll_interval=poll_interval,
-        max_poll_interval=max_poll_interval,
-        sleep=client._options.sleep,
-        clock=client._options.clock,
-        lag_until=client._recent.lag_until("process", process_id),
-    )
+    # Its region is learnt from the first read; then, should other waits watch
+    # it too, the polls share one listing (issue 12).
+    with Watch(client, process_id, app_id=app_id, region=None, interval=poll_interval) as fetch:
+        return await poll_until_running(
+            fetch,
+            process_id,
+            timeout=timeout,
+            poll_interval=poll_interval,
+            max_poll_interval=max_poll_interval,
+            sleep=client._options.sleep,
+            clock=client._options.clock,
+            lag_until=client._recent.lag_until("process", process_id),
+        )

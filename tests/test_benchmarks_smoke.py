@@ -1,4 +1,4 @@
-"""The per-call benchmark runs end to end and prints a well-formed report.
+"""The benchmarks run end to end and print well-formed reports.
 
 Speed is never asserted here (CI machines vary); only that every case was
 measured, with sane numbers, and that the markdown is ready to paste.
@@ -7,12 +7,14 @@ measured, with sane numbers, and that the markdown is ready to paste.
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_calls.py"
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks" / "bench_calls.py"
 CASE_ROWS = (
     "get_process_info",
     "get_latest_processes (10 processes)",
@@ -69,3 +71,25 @@ def test_quick_run_reports_every_case(tmp_path: Path) -> None:
         rss = data["rss"][impl]
         assert rss["peak_kib"] > 0 and rss["before_kib"] > 0
         assert rss["wall_s"] >= 0.2  # the calls did wait for the server's answers
+
+
+def test_rate_limit_bench_reports_every_case_at_a_tiny_scale() -> None:
+    # This tree's package, in the bench and in the fake it starts.
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_ratelimit.py"), "--scale", "0.03"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith("|")]
+    header, separator, *cases = rows
+    assert "per process" in header and set(separator.replace("|", "")) <= set("-: ")
+    assert len(cases) == 10  # five cases, budget on and off
+    assert {line.count("|") for line in rows} == {header.count("|")}
+    for line in cases:
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        made, sent, per = int(cells[2]), int(cells[4]), float(cells[5])
+        assert sent >= made > 0 and abs(per - sent / made) <= 0.0051
