@@ -475,6 +475,18 @@ class HathoraClient:
     ) -> PreallocationResult:
         """Create processes across regions at once, e.g. ``{Region.SEATTLE: 5}``.
 
+        Sends ``POST /processes/v2/{appId}/create/{region}`` per slot, polls
+        ``GET /processes/v2/{appId}/info/{processId}`` (with ``wait``), reads
+        ``GET /processes/v2/{appId}/list/latest`` to reconcile and sends
+        ``POST /processes/v2/{appId}/stop/{processId}`` when cancelled. Returns
+        a ``PreallocationResult`` (``ready`` and ``starting``: ``ProcessV2`` per
+        region; ``failed``: ``PreallocationFailure`` each with its typed
+        ``HathoraError``; ``created``, ``stopped``: ids; ``strays``). Times are
+        in seconds (defaults: ``timeout`` 105, ``poll_interval`` 1,
+        ``max_poll_interval`` 5; ``concurrency`` 32). API errors are in the
+        result, never raised; a malformed plan or option raises ``ValueError``
+        before any I/O, a closed client ``ClientClosedError``.
+
         At most ``concurrency`` requests are in flight (and at most
         ``per_region_concurrency`` per region). With ``wait`` each process is
         polled until ``running`` (``timeout`` seconds each, counted from its

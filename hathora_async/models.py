@@ -53,7 +53,8 @@ class OpenEnum(str, enum.Enum):
     @property
     def is_known(self) -> bool:
         """True when this value is one this version of the client was built with."""
-        return self._name_ in type(self).__members__
+        # By identity: a pseudo-member spelled like a member's name ("SEATTLE") is not it.
+        return type(self).__members__.get(self._name_) is self
 
     def __str__(self) -> str:
         return str(self.value)

@@ -58,7 +58,18 @@ def _query_values(
 
 
 class ProcessesApi:
-    """Hathora's ProcessesV2 API. Reached as ``client.processes``."""
+    """Hathora's ProcessesV2 API. Reached as ``client.processes``.
+
+    ``app_id`` defaults to the client's.
+
+    Every call may raise, besides the errors each method names:
+    ``UnauthorizedError`` (401: the token was refused), ``RateLimitedError``
+    (429) and ``ServerError`` (5xx) once retries are spent,
+    ``HathoraConnectionError``, ``HathoraTimeoutError`` (no answer within the
+    client's ``timeouts``, in seconds), ``ResponseDecodeError`` (an answer
+    that does not fit the model) and ``ClientClosedError``. All derive from
+    ``HathoraError``; ``ApiError`` subclasses carry ``status`` and ``message``.
+    """
 
     def __init__(self, client: ApiClient) -> None:
         self._client = client
@@ -66,7 +77,8 @@ class ProcessesApi:
     async def create_process_with_http_info(
         self, region: Region | str, *, app_id: str | None = None
     ) -> ApiResponse[ProcessV2]:
-        """Like ``create_process``, returning status code, headers and data."""
+        """Like ``create_process`` (``POST /processes/v2/{appId}/create/{region}``),
+        returning status code (201), headers and data."""
         app = self._client._app_segment(app_id)
         where = region_segment(region)
         recent = self._client._recent
@@ -83,6 +95,12 @@ class ProcessesApi:
     async def create_process(self, region: Region | str, *, app_id: str | None = None) -> ProcessV2:
         """Create a process in ``region`` without a room (pre-allocation).
 
+        ``POST /processes/v2/{appId}/create/{region}``. Returns the new
+        ``ProcessV2``, usually ``starting``: see ``wait_for_process``. Raises
+        ``PaymentRequiredError`` (402: billing), ``NotFoundError`` (404: no such
+        app, or a region it cannot use) and ``ValueError`` for a malformed
+        region before any I/O.
+
         Billed, and not idempotent: it is retried only when the server provably
         did not act. An error with ``outcome_unknown`` True means a process may
         exist; reconcile with ``get_latest_processes`` before creating again.
@@ -96,7 +114,8 @@ class ProcessesApi:
         region: Iterable[Region | str] | None = None,
         app_id: str | None = None,
     ) -> ApiResponse[list[ProcessV2]]:
-        """Like ``get_latest_processes``, returning status code, headers and data."""
+        """Like ``get_latest_processes`` (``GET /processes/v2/{appId}/list/latest``),
+        returning status code (200), headers and data."""
         app = self._client._app_segment(app_id)
         query = _query_values(status, "status") + _query_values(region, "region")
         return await self._client._call(GET_LATEST_PROCESSES, (app,), query=query or None)
@@ -110,7 +129,11 @@ class ProcessesApi:
     ) -> list[ProcessV2]:
         """The 10 most recent processes, optionally filtered by status and region.
 
-        Each filter is an iterable; values are sent as repeated query keys.
+        ``GET /processes/v2/{appId}/list/latest``. Returns a list of
+        ``ProcessV2``, newest first (empty when none match). Each filter is an
+        iterable; values are sent as repeated query keys. Raises
+        ``NotFoundError`` (404: no such app) and ``ValueError`` for an empty or
+        non-string filter value.
         """
         response = await self.get_latest_processes_with_http_info(
             status=status, region=region, app_id=app_id
@@ -120,23 +143,34 @@ class ProcessesApi:
     async def get_process_info_with_http_info(
         self, process_id: str, *, app_id: str | None = None
     ) -> ApiResponse[ProcessV2]:
-        """Like ``get_process_info``, returning status code, headers and data."""
+        """Like ``get_process_info`` (``GET /processes/v2/{appId}/info/{processId}``),
+        returning status code (200), headers and data."""
         app = self._client._app_segment(app_id)
         return await self._client._call(GET_PROCESS_INFO, (app, segment(process_id, "process_id")))
 
     async def get_process_info(self, process_id: str, *, app_id: str | None = None) -> ProcessV2:
-        """Details of one process."""
+        """One process, as a ``ProcessV2`` (status, rooms, timestamps, ports).
+
+        ``GET /processes/v2/{appId}/info/{processId}``. Raises ``NotFoundError``
+        (404: no such process or app) and ``ValueError`` for a malformed id.
+        """
         return (await self.get_process_info_with_http_info(process_id, app_id=app_id)).data
 
     async def stop_process_with_http_info(
         self, process_id: str, *, app_id: str | None = None
     ) -> ApiResponse[None]:
-        """Like ``stop_process``, returning status code and headers (``data`` is None)."""
+        """Like ``stop_process`` (``POST /processes/v2/{appId}/stop/{processId}``),
+        returning status code (204) and headers (``data`` is None)."""
         app = self._client._app_segment(app_id)
         return await self._client._call(STOP_PROCESS, (app, segment(process_id, "process_id")))
 
     async def stop_process(self, process_id: str, *, app_id: str | None = None) -> None:
-        """Stop a process immediately."""
+        """Stop a process immediately; returns None.
+
+        ``POST /processes/v2/{appId}/stop/{processId}``. Stopping twice is
+        harmless, so it is retried. Raises ``NotFoundError`` (404: no such
+        process or app) and ``ValueError`` for a malformed id.
+        """
         await self.stop_process_with_http_info(process_id, app_id=app_id)
 
     async def wait_for_process(
@@ -148,7 +182,11 @@ class ProcessesApi:
         max_poll_interval: float = C.DEFAULT_MAX_POLL_INTERVAL,
         app_id: str | None = None,
     ) -> ProcessV2:
-        """Poll a process until it is ``running`` and return it.
+        """Poll a process until it is ``running`` and return it (a ``ProcessV2``).
+
+        Polls ``GET /processes/v2/{appId}/info/{processId}``. Times are in
+        seconds (defaults: ``timeout`` 105, ``poll_interval`` 1,
+        ``max_poll_interval`` 5).
 
         Raises ``ProcessFailedError`` (with the last ``ProcessV2``) as soon as it
         is ``failed``, ``draining``, ``stopping`` or ``stopped``, and

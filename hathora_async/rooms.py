@@ -126,6 +126,15 @@ class RoomsApi:
 
     Room ids are checked against the spec (1 to 100 of ``[A-Za-z0-9_-]``) before
     any I/O, so a malformed id raises ``ValueError`` instead of a request.
+    ``app_id`` defaults to the client's.
+
+    Every call may raise, besides the errors each method names:
+    ``UnauthorizedError`` (401: the token was refused), ``RateLimitedError``
+    (429) and ``ServerError`` (5xx) once retries are spent,
+    ``HathoraConnectionError``, ``HathoraTimeoutError`` (no answer within the
+    client's ``timeouts``, in seconds), ``ResponseDecodeError`` (an answer
+    that does not fit the model) and ``ClientClosedError``. All derive from
+    ``HathoraError``; ``ApiError`` subclasses carry ``status`` and ``message``.
     """
 
     def __init__(self, client: ApiClient) -> None:
@@ -139,7 +148,8 @@ class RoomsApi:
         room_id: str | None = None,
         app_id: str | None = None,
     ) -> ApiResponse[RoomConnectionData]:
-        """Like ``create_room``, returning status code, headers and data.
+        """Like ``create_room`` (``POST /rooms/v2/{appId}/create``),
+        returning status code (201), headers and data.
 
         When the room is recovered after a refused retry (see ``create_room``),
         the status code and headers are those of the connection-info read (200).
@@ -185,6 +195,13 @@ class RoomsApi:
         app_id: str | None = None,
     ) -> RoomConnectionData:
         """Create a room in ``region``; returns its connection data and process.
+
+        ``POST /rooms/v2/{appId}/create``. Returns a ``RoomConnectionData``
+        (``room_id``, ``process_id``, ``status``, ``exposed_port`` once active).
+        Raises ``BadRequestError`` (400: e.g. the id is taken),
+        ``PaymentRequiredError`` (402), ``ForbiddenError`` (403),
+        ``NotFoundError`` (404: no such app, or a region it cannot use) and
+        ``ValueError`` for a malformed region, id or config before any I/O.
 
         The room lands on a process with a free slot (a pre-allocated one
         answers at once) or on a new process, in which case its status is
@@ -257,18 +274,24 @@ class RoomsApi:
     async def get_room_info_with_http_info(
         self, room_id: str, *, app_id: str | None = None
     ) -> ApiResponse[Room]:
-        """Like ``get_room_info``, returning status code, headers and data."""
+        """Like ``get_room_info`` (``GET /rooms/v2/{appId}/info/{roomId}``),
+        returning status code (200), headers and data."""
         app = self._client._app_segment(app_id)
         return await self._client._call(GET_ROOM_INFO, (app, _room_id(room_id)))
 
     async def get_room_info(self, room_id: str, *, app_id: str | None = None) -> Room:
-        """A room with its current and past allocations."""
+        """A ``Room``: its status, config, current and past allocations.
+
+        ``GET /rooms/v2/{appId}/info/{roomId}``. Raises ``NotFoundError`` (404:
+        no such room or app).
+        """
         return (await self.get_room_info_with_http_info(room_id, app_id=app_id)).data
 
     async def get_active_rooms_for_process_with_http_info(
         self, process_id: str, *, app_id: str | None = None
     ) -> ApiResponse[list[RoomWithoutAllocations]]:
-        """Like ``get_active_rooms_for_process``, returning status code, headers and data."""
+        """Like ``get_active_rooms_for_process``, returning status code (200), headers
+        and data (``GET /rooms/v2/{appId}/list/{processId}/active``)."""
         app = self._client._app_segment(app_id)
         where = segment(process_id, "process_id")
         return await self._client._call(GET_ACTIVE_ROOMS_FOR_PROCESS, (app, where))
@@ -276,14 +299,19 @@ class RoomsApi:
     async def get_active_rooms_for_process(
         self, process_id: str, *, app_id: str | None = None
     ) -> list[RoomWithoutAllocations]:
-        """The rooms allocated on a process now."""
+        """The rooms allocated on a process now, as ``RoomWithoutAllocations``.
+
+        ``GET /rooms/v2/{appId}/list/{processId}/active``. Raises
+        ``NotFoundError`` (404: no such process or app).
+        """
         response = await self.get_active_rooms_for_process_with_http_info(process_id, app_id=app_id)
         return response.data
 
     async def get_inactive_rooms_for_process_with_http_info(
         self, process_id: str, *, app_id: str | None = None
     ) -> ApiResponse[list[RoomWithoutAllocations]]:
-        """Like ``get_inactive_rooms_for_process``, returning status code, headers and data."""
+        """Like ``get_inactive_rooms_for_process``, returning status code (200), headers
+        and data (``GET /rooms/v2/{appId}/list/{processId}/inactive``)."""
         app = self._client._app_segment(app_id)
         where = segment(process_id, "process_id")
         return await self._client._call(GET_INACTIVE_ROOMS_FOR_PROCESS, (app, where))
@@ -291,7 +319,12 @@ class RoomsApi:
     async def get_inactive_rooms_for_process(
         self, process_id: str, *, app_id: str | None = None
     ) -> list[RoomWithoutAllocations]:
-        """The rooms that were allocated on a process and no longer are."""
+        """The rooms that were allocated on a process and no longer are.
+
+        ``GET /rooms/v2/{appId}/list/{processId}/inactive``. Returns
+        ``RoomWithoutAllocations``. Raises ``NotFoundError`` (404: no such
+        process or app).
+        """
         response = await self.get_inactive_rooms_for_process_with_http_info(
             process_id, app_id=app_id
         )
@@ -300,18 +333,24 @@ class RoomsApi:
     async def destroy_room_with_http_info(
         self, room_id: str, *, app_id: str | None = None
     ) -> ApiResponse[None]:
-        """Like ``destroy_room``, returning status code and headers (``data`` is None)."""
+        """Like ``destroy_room`` (``POST /rooms/v2/{appId}/destroy/{roomId}``),
+        returning status code (204), headers (``data`` is None)."""
         app = self._client._app_segment(app_id)
         return await self._client._call(DESTROY_ROOM, (app, _room_id(room_id)))
 
     async def destroy_room(self, room_id: str, *, app_id: str | None = None) -> None:
-        """Destroy a room, freeing its slot on its process."""
+        """Destroy a room, freeing its slot on its process; returns None.
+
+        ``POST /rooms/v2/{appId}/destroy/{roomId}``. Raises ``NotFoundError``
+        (404: no such room or app).
+        """
         await self.destroy_room_with_http_info(room_id, app_id=app_id)
 
     async def update_room_config_with_http_info(
         self, room_id: str, room_config: str, *, app_id: str | None = None
     ) -> ApiResponse[None]:
-        """Like ``update_room_config``, returning status code and headers (``data`` is None)."""
+        """Like ``update_room_config`` (``POST /rooms/v2/{appId}/update/{roomId}``),
+        returning status code (204), headers (``data`` is None)."""
         app = self._client._app_segment(app_id)
         rid = _room_id(room_id)
         body = _json({"roomConfig": _room_config(room_config)})
@@ -320,13 +359,18 @@ class RoomsApi:
     async def update_room_config(
         self, room_id: str, room_config: str, *, app_id: str | None = None
     ) -> None:
-        """Replace a room's config (any string up to 10,000 characters)."""
+        """Replace a room's config (any string up to 10,000 characters); returns None.
+
+        ``POST /rooms/v2/{appId}/update/{roomId}``. Raises ``NotFoundError``
+        (404: no such room or app) and ``ValueError`` for a config too long.
+        """
         await self.update_room_config_with_http_info(room_id, room_config, app_id=app_id)
 
     async def get_connection_info_with_http_info(
         self, room_id: str, *, app_id: str | None = None
     ) -> ApiResponse[ConnectionInfoV2]:
-        """Like ``get_connection_info``, returning status code, headers and data."""
+        """Like ``get_connection_info`` (``GET /rooms/v2/{appId}/connectioninfo/{roomId}``),
+        returning status code (200), headers and data."""
         app = self._client._app_segment(app_id)
         return await self._client._call(GET_CONNECTION_INFO, (app, _room_id(room_id)))
 
@@ -335,7 +379,10 @@ class RoomsApi:
     ) -> ConnectionInfoV2:
         """Where to connect to a room. Needs no token: a client built without one works.
 
-        ``exposed_port`` is None while the room is ``starting``.
+        ``GET /rooms/v2/{appId}/connectioninfo/{roomId}``. Returns a
+        ``ConnectionInfoV2``; ``exposed_port`` is None while the room is
+        ``starting``. Raises ``BadRequestError`` (400), ``PaymentRequiredError``
+        (402) and ``NotFoundError`` (404: no such room, or destroyed).
         """
         return (await self.get_connection_info_with_http_info(room_id, app_id=app_id)).data
 
@@ -348,6 +395,10 @@ class RoomsApi:
         app_id: str | None = None,
     ) -> ActiveRoom:
         """Poll a room's connection info until it is ``active``; return where to connect.
+
+        Polls ``GET /rooms/v2/{appId}/connectioninfo/{roomId}``; returns an
+        ``ActiveRoom`` (``host``, ``port``). Times are in seconds (defaults:
+        ``timeout`` 105, ``poll_interval`` 0.5).
 
         The first poll is immediate (a room on a running process is active at
         once), then one every ``poll_interval`` seconds. Raises

@@ -9,16 +9,23 @@ when it is not installed, ``python -m hathora_async`` (the same program) is.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import fcntl
+import http.server
 import json
 import logging
 import os
+import pty
 import queue
+import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import sysconfig
+import termios
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -705,3 +712,250 @@ async def test_sigterm_during_the_demo_stops_what_it_created() -> None:
     assert done.code == 130, done.err
     assert "Cancelled: stopped 14 of 14 created." in done.out
     assert "nothing it created is left running (14 processes created)" in done.err
+
+
+# -- a server that echoes the token back in its errors ---------------------------------
+
+ECHO_TOKEN = "s3cret-echo-token-Zq9"
+# Every command that reads an error answer, by the API call it fails on first.
+ECHOED_COMMANDS = [
+    ("processes", "info", "p-1"),
+    ("processes", "list"),
+    ("processes", "create", "Seattle"),
+    ("rooms", "info", "r-1"),
+    ("preallocate", "Seattle=1"),
+]
+
+
+class _Echo(http.server.BaseHTTPRequestHandler):
+    """Answers every request with the status named by the path's first segment and
+    the request's Authorization header, bare token too, in the message."""
+
+    def _answer(self) -> None:
+        auth = self.headers.get("Authorization", "")
+        status = int(self.path.split("/")[1])
+        message = f"bad auth: {auth} / raw {auth.split()[-1] if auth else ''}"
+        body = json.dumps({"message": message}).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def echo() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    thread.join()
+    server.server_close()
+
+
+def _echoing(url: str, status: int, app_id: str = "app-1") -> Fake:
+    return Fake(None, f"{url}/{status}", ECHO_TOKEN, app_id)
+
+
+async def test_the_console_script_never_prints_a_token_the_server_echoes(echo: str) -> None:
+    # 500s are retried: each command in its own subprocess, all at once.
+    fake = _echoing(echo, 500)
+    results = await asyncio.gather(*(cli(fake, *args) for args in ECHOED_COMMANDS))
+    for result in results:  # cli() asserts the token is in neither stream
+        assert result.code == 1 and "HTTP 500" in result.err
+
+
+@pytest.mark.parametrize("status", [400, 401, 404])
+@pytest.mark.parametrize("args", ECHOED_COMMANDS, ids=lambda a: "-".join(a[:2]))
+def test_no_command_prints_a_token_the_server_echoes(
+    echo: str, inproc: Callable[..., Result], status: int, args: tuple[str, ...]
+) -> None:
+    result = inproc(_echoing(echo, status), *args)  # asserts the token is absent
+    assert result.code == 1 and f"HTTP {status}" in result.err and result.out == ""
+
+
+def test_a_hint_escapes_control_characters_like_the_error(
+    echo: str, inproc: Callable[..., Result]
+) -> None:
+    # The hint quotes the app id; an escape sequence in it must not reach the terminal.
+    app_id = "app\x1b[2J\x1b]0;pwned\x07-1"
+    result = inproc(_echoing(echo, 404, app_id), "processes", "list")
+    assert result.code == 1 and "no app app\\x1b[2J\\x1b]0;pwned\\x07-1" in result.err
+    assert "\x1b" not in result.err and "\x07" not in result.err
+
+
+def test_a_refused_token_names_the_token_file_it_came_from(
+    echo: str, inproc: Callable[..., Result], tmp_path: Path
+) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(ECHO_TOKEN)
+    fake = _echoing(echo, 401)
+    result = inproc(fake, "processes", "list", "--token-file", str(token_file), token=None)
+    assert result.code == 1 and f"check --token-file {token_file}" in result.err
+    assert "HATHORA_TOKEN" not in result.err
+    assert "check HATHORA_TOKEN" in inproc(fake, "processes", "list").err
+
+
+# -- the live display measures the terminal it draws on ---------------------------------
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO: the other end closed (Linux)
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _on_a_terminal(argv: list[str], env: dict[str, str], columns: int) -> tuple[int, bytes, bytes]:
+    """Run ``argv`` with stderr on a pty ``columns`` wide, stdout a pipe; return the
+    status, what reached the terminal, and stdout."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    try:
+        popen = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave, env=env
+        )
+        os.close(slave)
+        slave = -1
+        reader = concurrent.futures.ThreadPoolExecutor(1)
+        drawn = reader.submit(_read_all, master)
+        out, _ = popen.communicate(timeout=WAIT)
+        reader.shutdown()
+        return popen.returncode, drawn.result(), out
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+
+
+async def test_live_progress_fits_a_narrow_terminal_on_stderr_with_stdout_piped(
+    quick: Fake,
+) -> None:
+    # stderr is a 36-column terminal; stdout a pipe, whose "size" (80x24) must not be used.
+    columns = 36
+    env = quick.env(TERM="xterm")
+    env.pop("LINES", None)
+    argv = [*CLI, "preallocate", "Seattle=2", "Frankfurt=1", "Washington_DC=1"]
+    code, drawn, out = await asyncio.to_thread(_on_a_terminal, argv, env, columns)
+    assert code == 0
+    text = drawn.decode()
+    assert "\x1b[" in text  # drawn live, in place
+    assert ECHO_TOKEN not in text and quick.token not in text
+    lines = [re.sub(r"\x1b\[[0-9]*[A-Za-z]", "", line) for line in text.splitlines()]
+    block = [line.strip("\r") for line in lines if "running" in line]
+    assert block and all(len(line) <= columns - 1 for line in block), block
+    assert "| Seattle" in out.decode()  # the summary still went to stdout
+    await _stop_live(quick, ["Seattle", "Frankfurt", "Washington_DC"], expected=4)
+
+
+# -- regions and statuses: matched ignoring case, unknown ones warned about -------------
+
+
+def test_a_region_or_status_in_another_case_is_the_known_one(
+    quick: Fake, inproc: Callable[..., Result]
+) -> None:
+    made = inproc(quick, "processes", "create", "seattle", "--wait", "--json")
+    assert made.code == 0 and made.err == "", made.err
+    process_id = made.json()["processId"]
+    assert made.json()["region"] == "Seattle"
+    listed = inproc(quick, "processes", "list", "--region", "SEATTLE", "--status", "Running")
+    assert listed.code == 0 and listed.err == "" and process_id in listed.out
+    assert inproc(quick, "processes", "stop", process_id).code == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "what"),
+    [
+        (("processes", "list", "--region", "Atlantis"), "region 'Atlantis'"),
+        (("processes", "list", "--status", "Sleeping"), "status 'Sleeping'"),
+    ],
+)
+def test_an_unknown_region_or_status_is_sent_with_a_warning_naming_the_known_ones(
+    quick: Fake, inproc: Callable[..., Result], args: tuple[str, ...], what: str
+) -> None:
+    result = inproc(quick, *args)
+    assert result.code == 0
+    assert f"warning: unknown {what}, sent as is; known: " in result.err
+    assert ("Seattle" if "region" in what else "running") in result.err
+
+
+def test_preallocate_in_a_missing_region_is_an_api_error_said_once(
+    quick: Fake, inproc: Callable[..., Result]
+) -> None:
+    result = inproc(quick, "preallocate", "Atlantis=3", "--plain")
+    assert result.code == 1, result.err
+    failed = [line for line in result.err.splitlines() if line.startswith("failed:")]
+    assert len(failed) == 1 and failed[0].endswith("(repeated 3 times)")
+    assert "Region Atlantis not found" in failed[0]
+
+
+def test_a_region_given_twice_is_a_usage_error(quick: Fake, inproc: Callable[..., Result]) -> None:
+    for command in ("preallocate", "pool"):
+        result = inproc(quick, command, "Seattle=1", "seattle=2")
+        assert result.code == 2 and "region Seattle given twice" in result.err
+
+
+async def test_a_pool_in_a_missing_region_ends_with_one_error(quick: Fake) -> None:
+    # It used to retry forever, one identical warning per pass.
+    result = await cli(
+        quick, "pool", "Atlantis=1", "Frankfurt=1", "--plain", "--poll-interval", "0.2"
+    )
+    assert result.code == 1, result.err
+    assert "warning: unknown region 'Atlantis'" in result.err
+    assert "error: HTTP 404: Region Atlantis not found" in result.err
+    assert "no region Atlantis for app" in result.err
+    assert result.err.count("Region Atlantis not found") <= 3  # warning, error: not forever
+    assert await live_processes(quick, ["Frankfurt"]) == []  # what it made is stopped
+
+
+def test_identical_warnings_are_collapsed(
+    quick: Fake, inproc: Callable[..., Result], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hathora_async.cli._live import flush_repeats, install_logging
+
+    install_logging()
+    logger = logging.getLogger("hathora_async")
+    for _ in range(4):
+        logger.warning("warm pool: HTTP 503: busy")
+    logger.warning("something else")
+    logger.warning("something else")
+    flush_repeats()
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        "hathora-async: warning: warm pool: HTTP 503: busy",
+        "hathora-async: (the line above repeated 3 more times)",
+        "hathora-async: warning: something else",
+        "hathora-async: (the line above repeated 1 more times)",
+    ]
+
+
+async def test_a_create_interrupted_in_flight_says_a_process_may_exist() -> None:
+    async with FakeHathora(boot_delay=120.0) as server:
+        # The create's answer takes 5 s: the interrupt lands while it is in flight.
+        server.faults.add("create_process", Fault(latency=5.0), times=1)
+        fake = Fake(None, server.url, server.token, server.app_id)
+        proc = spawn(fake, "processes", "create", "seattle")
+        deadline = time.monotonic() + WAIT
+        while not server.request_counts["create_process"]:
+            assert time.monotonic() < deadline, "the create was never sent"
+            await asyncio.sleep(0.02)
+        proc.popen.send_signal(signal.SIGINT)
+        done = _check_no_token(await asyncio.to_thread(proc.finish), fake.token)
+        assert done.code == 130 and done.out == ""
+        assert "a process may exist in Seattle (outcome unknown)" in done.err
+        assert "hathora-async processes list --region Seattle" in done.err
+        for process in server.processes():  # what the create made, if anything
+            async with fake.client() as client:
+                await client.processes.stop_process(process["processId"])

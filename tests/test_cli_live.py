@@ -136,3 +136,25 @@ def test_what_the_commands_say_they_talk_to() -> None:
     local = describe_target("http://localhost:8080/")
     assert local.startswith("a local server at http://localhost:8080 ") and "Hathora" in local
     assert "real" not in describe_target("https://proxy.example/hathora")
+
+
+def test_the_defaults_the_docstrings_state_are_the_constants() -> None:
+    # mkdocs renders signatures with C.DEFAULT_... names: the docstrings give the values.
+    from hathora_async import HathoraClient, ProcessesApi, RoomsApi, WarmPool
+    from hathora_async import _constants as C
+
+    wait = f"``timeout`` {C.DEFAULT_WAIT_TIMEOUT:g}, ``poll_interval`` {C.DEFAULT_POLL_INTERVAL:g}"
+    for doc in (ProcessesApi.wait_for_process.__doc__, HathoraClient.preallocate.__doc__):
+        assert doc is not None and wait in " ".join(doc.split())
+    assert f"``max_poll_interval`` {C.DEFAULT_MAX_POLL_INTERVAL:g}" in " ".join(
+        (HathoraClient.preallocate.__doc__ or "").split()
+    )
+    assert f"``concurrency`` {C.DEFAULT_PREALLOC_CONCURRENCY}" in (
+        HathoraClient.preallocate.__doc__ or ""
+    )
+    room = " ".join((RoomsApi.wait_for_room.__doc__ or "").split())
+    assert f"``poll_interval`` {C.DEFAULT_ROOM_POLL_INTERVAL:g}" in room
+    pool = " ".join((WarmPool.__doc__ or "").split())
+    assert f"``poll_interval`` {C.DEFAULT_POOL_POLL_INTERVAL:g}" in pool
+    assert f"``max_backoff`` {C.DEFAULT_POOL_MAX_BACKOFF:g}" in pool
+    assert f"``concurrency`` {C.DEFAULT_POOL_CONCURRENCY}" in pool

@@ -11,10 +11,11 @@ import sys
 
 import pytest
 
-from hathora_async import Region
+from hathora_async import HathoraClient, ProcessStatus, Region, RoomStatus
 from hathora_async.cli import main
 from hathora_async.cli._demo import DemoSettings, run_demo
 from hathora_async.cli._progress import percentile
+from hathora_async.testing import FakeHathora
 
 ENV_KEYS = ("HATHORA_TOKEN", "HATHORA_APP_ID", "HATHORA_BASE_URL")
 
@@ -162,3 +163,66 @@ async def test_a_demo_interrupted_while_timing_rooms_still_stops_everything(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert "Stopped 14 of 14 processes created." in out.getvalue()
+
+
+async def _someone_elses_match(
+    monkeypatch: pytest.MonkeyPatch, rooms_per_process: int
+) -> tuple[str, str, FakeHathora]:
+    """Run the demo in Seattle against a fake where another user's process already
+    hosts their room "livematch1"; returns that process's id and the demo's output."""
+    async with FakeHathora(boot_delay=0.05, rooms_per_process=rooms_per_process) as fake:
+        async with HathoraClient(fake.token, fake.app_id, base_url=fake.url) as client:
+            theirs = await client.processes.create_process(Region.SEATTLE)
+            await client.processes.wait_for_process(theirs.process_id, poll_interval=0.05)
+            room = await client.rooms.create_room(Region.SEATTLE, room_id="livematch1")
+            assert room.process_id == theirs.process_id
+            monkeypatch.setenv("HATHORA_TOKEN", fake.token)
+            monkeypatch.setenv("HATHORA_APP_ID", fake.app_id)
+            monkeypatch.setenv("HATHORA_BASE_URL", str(fake.url))
+            out = io.StringIO()
+            settings = DemoSettings(per_region=1, regions=(Region.SEATTLE,), live=False)
+            assert await run_demo(settings, out) == 0
+            after = await client.processes.get_process_info(theirs.process_id)
+            assert after.status == ProcessStatus.RUNNING
+            match = await client.rooms.get_room_info("livematch1")
+            assert match.status == RoomStatus.ACTIVE
+            assert match.current_allocation is not None
+            assert match.current_allocation.process_id == theirs.process_id
+        return theirs.process_id, out.getvalue(), fake
+
+
+async def test_the_demo_never_stops_a_process_it_did_not_make(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Room for more: both timed rooms land on the other user's process (the
+    # fake fills the fullest first), which the demo used to stop as a "cold start".
+    theirs, output, fake = await _someone_elses_match(monkeypatch, rooms_per_process=4)
+    rows = _table_rows_3(output)
+    assert rows["Seattle"][1].endswith("(landed on an existing process not made by the demo)")
+    assert "new process" not in output
+    alive = [p["processId"] for p in fake.processes() if p["status"] in ("starting", "running")]
+    assert alive == [theirs]
+
+
+async def test_the_demo_still_stops_the_process_its_cold_room_started(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Theirs is full: the cold room needs a new process, which the demo made and stops.
+    theirs, output, fake = await _someone_elses_match(monkeypatch, rooms_per_process=1)
+    rows = _table_rows_3(output)
+    assert rows["Seattle"] == [
+        rows["Seattle"][0].split(" (")[0] + " (pre-allocated)",
+        rows["Seattle"][1].split(" (")[0] + " (new process)",
+    ]
+    alive = [p["processId"] for p in fake.processes() if p["status"] in ("starting", "running")]
+    assert alive == [theirs]
+
+
+def _table_rows_3(output: str) -> dict[str, list[str]]:
+    """The rooms table: region -> (warm cell, cold cell)."""
+    rows = {}
+    for line in output.split("Time from CreateRoom")[1].splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| ") and len(cells) == 3:
+            rows[cells[0]] = cells[1:]
+    return rows

@@ -414,3 +414,9 @@ def test_open_enum_pseudo_members() -> None:
 )
 def test_camel(name: str, wire: str) -> None:
     assert camel(name) == wire
+
+
+def test_a_value_spelled_like_a_members_name_is_not_known() -> None:
+    # "SEATTLE" is a member's name, not its value: it is sent as is, so it is not known.
+    assert not Region("SEATTLE").is_known and Region("SEATTLE").value == "SEATTLE"
+    assert Region("Seattle").is_known and Region.SEATTLE.is_known

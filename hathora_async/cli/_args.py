@@ -8,18 +8,24 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from collections.abc import Callable
+from typing import TypeVar
 
-from ..models import Region, coerce_region
+from ..models import OpenEnum, ProcessStatus, Region, coerce_region
+from ._interrupt import PROG
 
 __all__ = [
     "number",
     "count",
     "port",
     "region",
+    "status",
     "known_regions",
     "plan_item",
 ]
+
+_E = TypeVar("_E", bound=OpenEnum)
 
 
 def number(
@@ -68,17 +74,56 @@ def port(text: str) -> int:
     return value
 
 
-def region(text: str) -> Region:
-    """A region name: a known one, or a well-formed newer one (Hathora adds regions)."""
+def _squash(name: str) -> str:
+    return "".join(c for c in name.casefold() if c.isalnum())
+
+
+def _known(kind: type[_E], name: str) -> _E | None:
+    """The known member ``name`` spells, ignoring case, spaces, ``_`` and ``-``."""
+    wanted = _squash(name)
+    return next((m for m in kind if _squash(m.value) == wanted), None)
+
+
+def _warn_unknown(what: str, name: str, kind: type[OpenEnum]) -> None:
+    # Hathora adds values over time and the library accepts them: a warning, not an error.
+    known = ", ".join(m.value for m in kind)
+    print(f"{PROG}: warning: unknown {what} {name!r}, sent as is; known: {known}", file=sys.stderr)
+
+
+def _region(text: str) -> Region:
+    """A region name: a known one (any case), else a well-formed newer one, unwarned."""
+    name = text.strip()
     try:
-        return coerce_region(text.strip())
+        value = coerce_region(name)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+    return value if value.is_known else _known(Region, name) or value
+
+
+def region(text: str) -> Region:
+    """A region name: a known one, matched ignoring case (``seattle``: ``Seattle``), or a
+    well-formed newer one (Hathora adds regions), accepted with a warning on stderr."""
+    value = _region(text)
+    if not value.is_known:
+        _warn_unknown("region", value.value, Region)
+    return value
+
+
+def status(text: str) -> str:
+    """A process status: a known one, matched ignoring case, else sent with a warning."""
+    name = text.strip()
+    known = _known(ProcessStatus, name)
+    if known is not None:
+        return known.value
+    if not name:
+        raise argparse.ArgumentTypeError("empty status")
+    _warn_unknown("status", name, ProcessStatus)
+    return name
 
 
 def known_regions(text: str) -> tuple[Region, ...]:
-    """A comma-separated list of regions this client knows, without repeats."""
-    regions = tuple(dict.fromkeys(region(name) for name in text.split(",")))
+    """A comma-separated list of regions this client knows (any case), without repeats."""
+    regions = tuple(dict.fromkeys(_region(name) for name in text.split(",")))
     unknown = [r.value for r in regions if not r.is_known]
     if unknown:
         known = ", ".join(r.value for r in Region)

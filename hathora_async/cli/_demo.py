@@ -14,7 +14,8 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Sequence, Set
+from datetime import datetime
 from typing import TextIO
 
 import attrs
@@ -23,7 +24,7 @@ from yarl import URL
 from .. import _constants as C
 from ..client import HathoraClient
 from ..errors import HathoraError
-from ..models import Region, RoomConnectionData
+from ..models import ProcessStatus, Region, RoomConnectionData
 from ..prealloc import PreallocationResult
 from ..testing import FakeHathora
 from ._config import ConfigError, describe_target, is_local
@@ -138,44 +139,104 @@ async def _stop_all(
     return sum(await asyncio.gather(*(stop(pid) for pid in ids)))
 
 
+# Where a timed room landed, as the table says it.
+WARM = "pre-allocated"
+COLD = "new process"
+FOREIGN = "landed on an existing process not made by the demo"
+_LIVE = (ProcessStatus.STARTING, ProcessStatus.RUNNING)
+
+
+@attrs.frozen
+class _Before:
+    """The region's live processes just before a room was created."""
+
+    ids: frozenset[str]
+    newest: datetime | None
+
+
+async def _before(client: HathoraClient, region: Region) -> _Before:
+    listed = await client.processes.get_latest_processes(status=_LIVE, region=[region])
+    newest = max((p.created_at for p in listed), default=None)
+    return _Before(frozenset(p.process_id for p in listed), newest)
+
+
+async def _started_for(client: HathoraClient, room: RoomConnectionData, before: _Before) -> bool:
+    """True only when the room's process provably exists for this room alone.
+
+    It was not among the region's live processes listed before the room was
+    created, it is newer than each of them (the list holds only the latest
+    few), and it hosts no room but this one. Anything else may be someone
+    else's process, hosting their matches: the demo must never stop it.
+    """
+    if room.process_id in before.ids:
+        return False
+    try:
+        process = await client.processes.get_process_info(room.process_id)
+        rooms = await client.rooms.get_active_rooms_for_process(room.process_id)
+    except HathoraError:
+        return False  # not provable
+    if before.newest is not None and not process.created_at > before.newest:
+        return False
+    return {r.room_id for r in rooms} <= {room.room_id}
+
+
+@attrs.frozen
+class _Timed:
+    took: float
+    room: RoomConnectionData
+    placement: str  # WARM, COLD or FOREIGN
+
+
 async def _time_room(
-    client: HathoraClient, region: Region, poll_interval: float
-) -> tuple[float, RoomConnectionData]:
+    client: HathoraClient,
+    region: Region,
+    preallocated: Set[str],
+    poll_interval: float,
+    ledger: Ledger,
+) -> _Timed:
+    """Create a room, time it to active, destroy it; stop its process only if the
+    room provably started it (the demo's billed cold start)."""
+    before = await _before(client, region)
     started = time.monotonic()
     room = await client.rooms.create_room(region)
+    placement: str | None = None  # None: the wait did not end well
     try:
         await client.rooms.wait_for_room(room.room_id, poll_interval=poll_interval)
-        return time.monotonic() - started, room
-    except BaseException:
-        await _discard_room(client, room, stop_process=True)
-        raise
-
-
-async def _discard_room(
-    client: HathoraClient, room: RoomConnectionData, stop_process: bool
-) -> None:
-    with contextlib.suppress(HathoraError):
-        await client.rooms.destroy_room(room.room_id)
-    if stop_process:
-        # A cold start made this process for the room; it is billed, so stop it.
+        took = time.monotonic() - started
+        if room.process_id in preallocated:
+            placement = WARM  # stopped with the other pre-allocated processes
+        else:
+            placement = COLD if await _started_for(client, room, before) else FOREIGN
+        return _Timed(took, room, placement)
+    finally:
+        # Also when the wait failed or was interrupted: the room is the demo's.
         with contextlib.suppress(HathoraError):
-            await client.processes.stop_process(room.process_id)
+            await client.rooms.destroy_room(room.room_id)
+        if placement is None and room.process_id not in preallocated:
+            placement = COLD if await _started_for(client, room, before) else FOREIGN
+        if placement == COLD:
+            ledger.add(room.process_id)
+            with contextlib.suppress(HathoraError):
+                await client.processes.stop_process(room.process_id)
+                ledger.discard(room.process_id)
 
 
 async def _time_rooms(
     client: HathoraClient,
     regions: Sequence[Region],
-    preallocated: set[str],
+    preallocated: Set[str],
     poll_interval: float,
     out: TextIO,
+    ledger: Ledger,
 ) -> dict[Region, str]:
     """Create a room in each region, time it to active, then destroy it.
 
-    Returns a cell per region: the time, and whether the room landed on one of
-    ``preallocated`` (a warm start) or on a process started for it (cold).
+    Returns a cell per region: the time, and where the room landed: on one of
+    ``preallocated`` (warm), on a process started for it (cold, then stopped),
+    or on a process the demo did not make (left running: it may host matches).
     """
     outcomes = await asyncio.gather(
-        *(_time_room(client, region, poll_interval) for region in regions),
+        *(_time_room(client, r, preallocated, poll_interval, ledger) for r in regions),
         return_exceptions=True,
     )
     cells: dict[Region, str] = {}
@@ -186,10 +247,7 @@ async def _time_rooms(
             cells[region] = f"failed: {type(outcome).__name__}"
             print(f"  room in {region.value} failed: {outcome}", file=out)
             continue
-        took, room = outcome
-        warm = room.process_id in preallocated
-        cells[region] = f"{took * 1000:.0f} ms ({'pre-allocated' if warm else 'new process'})"
-        await _discard_room(client, room, stop_process=not warm)
+        cells[region] = f"{outcome.took * 1000:.0f} ms ({outcome.placement})"
     return cells
 
 
@@ -252,14 +310,14 @@ async def run_demo(
             ledger.add(process_id)
         room_regions = [r for r in plan if result.ready.get(r)][: settings.room_regions]
         try:
-            warm = await _time_rooms(client, room_regions, set(ids), poll[0], out)
+            warm = await _time_rooms(client, room_regions, set(ids), poll[0], out, ledger)
         finally:
             # Billed processes: stopped even when interrupted while rooms are timed.
             stopped = await _stop_all(client, ids, settings.concurrency, ledger)
             print(f"\nStopped {stopped} of {len(ids)} processes created.", file=out)
         if room_regions:
             # With every pre-allocated process gone, a room must wait for a new process.
-            cold = await _time_rooms(client, room_regions, set(), poll[0], out)
+            cold = await _time_rooms(client, room_regions, set(), poll[0], out, ledger)
             print(_rooms_table(room_regions, warm, cold), file=out)
         if fake is not None:
             alive = sum(p["status"] in ("starting", "running") for p in fake.processes())

@@ -10,12 +10,13 @@ from typing import Any, TextIO
 
 from .. import _constants as C
 from .._convert import unstructure
-from ..errors import ApiError
+from ..errors import ApiError, NotFoundError
 from ..models import ProcessStatus, Region
 from ..pool import RegionCounts, WarmPool
 from ..prealloc import PreallocationFailure, PreallocationResult
+from ._config import ConfigError
 from ._context import Context, check_access
-from ._exit import Exit
+from ._exit import Exit, is_create
 from ._live import Display, wants_live
 from ._output import print_json, process_rows
 from ._progress import PreallocProgress, summary_table
@@ -24,10 +25,12 @@ __all__ = ["preallocate", "pool", "plan_of"]
 
 
 def plan_of(items: Iterable[tuple[Region, int]]) -> dict[Region, int]:
-    """``REGION=N`` arguments as a plan; a region given twice adds up."""
+    """``REGION=N`` arguments as a plan; a region given twice is a usage error."""
     plan: dict[Region, int] = {}
     for region, count in items:
-        plan[region] = plan.get(region, 0) + count
+        if region in plan:
+            raise ConfigError(f"region {region.value} given twice: give each region once")
+        plan[region] = count
     return plan
 
 
@@ -53,9 +56,14 @@ def _result_json(result: PreallocationResult) -> dict[str, Any]:
 
 
 def _report_failures(result: PreallocationResult, err: TextIO) -> None:
+    # Failures without a process are often one error many times (a wrong region): said once.
+    said: dict[str, int] = {}
     for failure in result.failed:
         where = f" process {failure.process_id}" if failure.process_id else ""
-        print(f"failed: {failure.region.value}{where}: {failure.error}", file=err)
+        line = f"failed: {failure.region.value}{where}: {failure.error}"
+        said[line] = said.get(line, 0) + 1
+    for line, times in said.items():
+        print(line if times == 1 else f"{line} (repeated {times} times)", file=err)
     live = (ProcessStatus.STARTING, ProcessStatus.RUNNING)
     # Created, not ready, perhaps still booting (a wait that timed out): billed all the same.
     booting = [
@@ -68,6 +76,17 @@ def _report_failures(result: PreallocationResult, err: TextIO) -> None:
     if result.strays:
         ids = " ".join(p.process_id for p in result.strays)
         print(f"probably made by creates whose answer was lost: {ids}", file=err)
+
+
+def _status(result: PreallocationResult) -> Exit:
+    """0: all went well; 1: nothing was made and the API refused every create (a
+    wrong region, say); 4: anything else that failed (some slots did, some did not)."""
+    if not result.failed:
+        return Exit.OK
+    refused = all(isinstance(f.error, ApiError) and f.process_id is None for f in result.failed)
+    if refused and not result.created and not result.strays:
+        return Exit.API_ERROR
+    return Exit.PARTIAL
 
 
 async def preallocate(ctx: Context) -> int:
@@ -96,7 +115,7 @@ async def preallocate(ctx: Context) -> int:
             print("", file=ctx.out)
             print(process_rows(made), file=ctx.out)
     _report_failures(result, ctx.err)
-    return Exit.PARTIAL if result.failed else Exit.OK
+    return _status(result)
 
 
 class _PoolView(Display):
@@ -139,6 +158,17 @@ class _PoolView(Display):
                 self.message(f"{elapsed:7.2f}s  {self.line(region, snapshot[region])}")
 
 
+def _give_up_on_a_missing_region(warm: WarmPool) -> None:
+    """Raise the pool's error when a create was answered 404.
+
+    The app was found (``check_access`` read it), so a 404 to a create means
+    the region does not exist for it: every later pass would fail the same way.
+    """
+    error = warm.last_error
+    if isinstance(error, NotFoundError) and is_create(error):
+        raise error
+
+
 def _counts(counts: RegionCounts, target: int) -> dict[str, int]:
     return {
         "target": target,
@@ -166,6 +196,7 @@ async def pool(ctx: Context) -> int:
         with view:
             async with warm:
                 while True:  # until interrupted: the exit stops what the pool made
+                    _give_up_on_a_missing_region(warm)
                     view.refresh(warm, ctx.out if args.json else None)
                     ctx.ledger.replace(warm.process_ids())
                     await asyncio.sleep(C.POOL_DISPLAY_INTERVAL)

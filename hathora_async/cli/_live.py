@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -21,7 +20,7 @@ from typing import TextIO
 from .. import _constants as C
 from ._interrupt import PROG
 
-__all__ = ["Display", "wants_live", "install_logging"]
+__all__ = ["Display", "wants_live", "install_logging", "terminal_size", "flush_repeats"]
 
 
 def wants_live(out: TextIO, plain: bool = False) -> bool:
@@ -34,25 +33,67 @@ def wants_live(out: TextIO, plain: bool = False) -> bool:
         return False
 
 
+def terminal_size(out: TextIO) -> tuple[int, int]:
+    """Columns and rows of the terminal ``out`` writes to (the stream drawn on, not
+    stdout, which may be redirected); else ``COLUMNS``/``LINES``; else 80x24."""
+    try:
+        size = os.get_terminal_size(out.fileno())
+        if size.columns > 0 and size.lines > 0:
+            return size.columns, size.lines
+    except (AttributeError, ValueError, OSError):  # not a file, closed, or not a terminal
+        pass
+    return _env_int("COLUMNS", 80), _env_int("LINES", 24)
+
+
+def _env_int(name: str, default: int) -> int:
+    try:
+        value = int(os.environ.get(name, ""))
+    except ValueError:
+        return default
+    return value if value > 0 else default
+
+
 class _LogHandler(logging.Handler):
-    """The library's warnings, as ``hathora-async: warning: ...`` lines, through ``write``."""
+    """The library's warnings, as ``hathora-async: warning: ...`` lines, through ``write``.
+
+    A line identical to the one before is not printed again: how many times it
+    came is said once another line comes, or at ``flush_repeats()``.
+    """
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
         self.write: Callable[[str], None] = self._to_stderr
+        self._last: str | None = None
+        self._repeats = 0
 
     @staticmethod
     def _to_stderr(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
+    def flush_repeats(self) -> None:
+        if self._repeats:
+            self.write(f"{PROG}: (the line above repeated {self._repeats} more times)")
+        self._last, self._repeats = None, 0
+
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.write(f"{PROG}: {record.levelname.lower()}: {self.format(record)}")
+            line = f"{PROG}: {record.levelname.lower()}: {self.format(record)}"
+            if line == self._last:
+                self._repeats += 1
+                return
+            self.flush_repeats()
+            self._last = line
+            self.write(line)
         except Exception:  # logging must never break the command
             self.handleError(record)
 
 
 _LOG_HANDLER = _LogHandler()
+
+
+def flush_repeats() -> None:
+    """Say how many times the last warning repeated, if it did (at the command's end)."""
+    _LOG_HANDLER.flush_repeats()
 
 
 def install_logging() -> None:
@@ -89,13 +130,14 @@ class Display:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        _LOG_HANDLER.flush_repeats()
         if self._previous_write is not None:
             _LOG_HANDLER.write = self._previous_write
         self.update(self._lines, force=True)
 
     def _fit(self, lines: Sequence[str]) -> list[str] | None:
         """The lines cut to the terminal, or None when it is too small to draw in."""
-        columns, rows = shutil.get_terminal_size()
+        columns, rows = terminal_size(self.out)
         if columns < C.LIVE_MIN_COLUMNS or rows < C.LIVE_MIN_ROWS:
             return None
         room = rows - 1  # the cursor's line stays free, so nothing scrolls

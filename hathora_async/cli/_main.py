@@ -11,7 +11,7 @@ from ..errors import HathoraError
 from ._config import ConfigError, base_url
 from ._exit import Exit, describe, exit_code_for
 from ._interrupt import PROG, Interrupts, Ledger, catch_signals
-from ._live import install_logging
+from ._live import flush_repeats, install_logging
 from ._parser import build_parser
 
 __all__ = ["main"]
@@ -31,7 +31,10 @@ async def _run(args: argparse.Namespace) -> int:
     interrupts = Interrupts(task, ledger, sys.stderr)
     with catch_signals(interrupts):
         try:
-            return int(await args.run(args, ledger))
+            try:
+                return int(await args.run(args, ledger))
+            finally:
+                flush_repeats()
         except asyncio.CancelledError:
             if not interrupts.count:
                 raise
@@ -42,7 +45,9 @@ async def _run(args: argparse.Namespace) -> int:
             return Exit.USAGE
         except HathoraError as exc:
             app_id = getattr(args, "app_id", None) or os.environ.get("HATHORA_APP_ID")
-            _error(describe(exc, app_id=app_id, base_url=base_url(args)))
+            token_file = getattr(args, "token_file", None)
+            source = f"--token-file {token_file}" if token_file is not None else None
+            _error(describe(exc, app_id=app_id, base_url=base_url(args), token_source=source))
             if ledger.left():
                 print(f"{PROG}: made and left as it is: {' '.join(ledger.left())}", file=sys.stderr)
             return exit_code_for(exc)

@@ -11,7 +11,7 @@ from .._version import __version__
 from ..models import ProcessStatus, Region
 from ..testing.__main__ import add_arguments as add_fake_arguments
 from . import _fleet, _processes, _rooms
-from ._args import count, known_regions, number, plan_item, region
+from ._args import count, known_regions, number, plan_item, region, status
 from ._context import Context, Runner, api
 from ._exit import EXIT_CODES_HELP
 from ._local import run_demo_command, run_fake_command
@@ -146,7 +146,11 @@ def _processes_commands(commands: _Subparsers) -> None:
         "list", _processes.list_processes, "the 10 most recent processes, optionally filtered"
     )
     listing.add_argument(
-        "--status", action="append", metavar="S", help=f"only this status (repeatable): {known}"
+        "--status",
+        action="append",
+        type=status,
+        metavar="S",
+        help=f"only this status (repeatable, any case): {known}",
     )
     listing.add_argument(
         "--region", action="append", type=region, metavar="R", help="only this region (repeatable)"

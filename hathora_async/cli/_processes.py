@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from ..models import ProcessV2
 from ._context import Context
+from ._interrupt import PROG
 
 __all__ = ["list_processes", "process_info", "create_process", "stop_process", "wait_process"]
 
@@ -31,7 +34,17 @@ async def _wait(ctx: Context, process_id: str) -> ProcessV2:
 async def create_process(ctx: Context) -> int:
     # Interrupted or failed after the create, the process is left as it is: the
     # interrupt message (or the error) names it.
-    process = await ctx.client.processes.create_process(ctx.args.region)
+    try:
+        process = await ctx.client.processes.create_process(ctx.args.region)
+    except asyncio.CancelledError:
+        # The request may have reached Hathora: say how to find what it made.
+        region = ctx.args.region.value
+        print(
+            f"{PROG}: the create was in flight: a process may exist in {region} "
+            f"(outcome unknown); look with: {PROG} processes list --region {region}",
+            file=ctx.err,
+        )
+        raise
     ctx.ledger.add(process.process_id)
     if ctx.args.wait:
         process = await _wait(ctx, process.process_id)
