@@ -165,8 +165,10 @@ async def _open(stack: AsyncExitStack, impl: str, args: argparse.Namespace, case
         return _raw_op(session, args.url, case)
     from hathora_async import HathoraClient
 
+    # --no-budget: the send budget off, to measure its own share of the cost.
+    budget = {"rate_limit": None} if settings.get("no_budget") else {}
     client = HathoraClient(
-        canned.TOKEN, canned.APP_ID, base_url=args.url, max_connections=connections
+        canned.TOKEN, canned.APP_ID, base_url=args.url, max_connections=connections, **budget
     )
     await stack.enter_async_context(client)
     return _hathora_op(client, case)
@@ -594,6 +596,11 @@ def main() -> None:
     parser.add_argument("--case", choices=list(CASES), help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--settings", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--no-budget",
+        action="store_true",
+        help="the client without its send budget (rate_limit=None), to measure the budget's cost",
+    )
     parser.add_argument("--max-connections", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -612,7 +619,7 @@ def main() -> None:
     if args.cpus:
         # Inherited by the server and every worker.
         os.sched_setaffinity(0, {int(cpu) for cpu in args.cpus.split(",")})
-    args.settings = json.dumps(session_settings())
+    args.settings = json.dumps({**session_settings(), "no_budget": args.no_budget})
     if args.profile:
         profile(args)
         return
