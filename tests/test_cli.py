@@ -640,15 +640,20 @@ async def _interrupt_twice(fake: Fake, server: FakeHathora) -> None:
     assert _alive(server, "Los_Angeles") == []
 
 
+async def _give_up(run: Proc, fake: Fake, second: signal.Signals = signal.SIGINT) -> Result:
+    """Interrupt ``run``, again during its clean-up, and a third time to give it up."""
+    run.popen.send_signal(signal.SIGINT)
+    await asyncio.to_thread(run.wait_for, "err", lambda line: "SIGINT: ending" in line)
+    run.popen.send_signal(second)
+    await asyncio.to_thread(run.wait_for, "err", lambda line: "still stopping" in line)
+    run.popen.send_signal(signal.SIGINT)
+    return _check_no_token(await asyncio.to_thread(run.finish), fake.token)
+
+
 async def _interrupt_thrice(fake: Fake, server: FakeHathora) -> None:
     run = spawn(fake, "preallocate", "London=2", "--plain")
     await asyncio.to_thread(run.wait_for, "err", lambda line: "all creates answered" in line)
-    run.popen.send_signal(signal.SIGINT)
-    await asyncio.to_thread(run.wait_for, "err", lambda line: "SIGINT: ending" in line)
-    run.popen.send_signal(signal.SIGTERM)
-    await asyncio.to_thread(run.wait_for, "err", lambda line: "still stopping" in line)
-    run.popen.send_signal(signal.SIGINT)
-    done = _check_no_token(await asyncio.to_thread(run.finish), fake.token)
+    done = await _give_up(run, fake, signal.SIGTERM)
     assert done.code == 130, done.err
     assert "giving up" in done.err
     # The stops were cut short: both processes still run, named with how to stop them.
@@ -662,6 +667,52 @@ async def test_a_second_interrupt_lets_the_clean_up_finish_a_third_gives_up(
 ) -> None:
     # Both at once, in different regions: each spends its time waiting on the slow stops.
     await asyncio.gather(_interrupt_twice(*slow_stops), _interrupt_thrice(*slow_stops))
+
+
+async def test_a_demo_whose_clean_up_is_given_up_names_what_is_left_once_on_stderr(
+    slow_stops: tuple[Fake, FakeHathora],
+) -> None:
+    fake, server = slow_stops
+    run = spawn(fake, "demo", "--regions", "Mumbai", "--per-region", "2", "--plain")
+    await asyncio.to_thread(run.wait_for, "out", lambda line: "all creates answered" in line)
+    done = await _give_up(run, fake)
+    assert done.code == 130, done.err
+    left = _alive(server, "Mumbai")
+    assert len(left) == 2
+    for pid in left:  # once, with how to stop it; not in the demo's own output
+        assert done.err.count(pid) == 1 and pid not in done.out, (done.out, done.err)
+    assert "processes stop ID" in done.err
+    async with fake.client() as client:
+        await asyncio.gather(*(client.processes.stop_process(pid) for pid in left))
+
+
+async def test_a_pool_leaves_busy_processes_on_purpose_and_names_those_it_could_not_stop() -> None:
+    async with FakeHathora(boot_delay=0.05, seed=5) as server:
+        fake = Fake(None, server.url, server.token, server.app_id)
+        run = spawn(fake, "pool", "Dubai=1", "--poll-interval", "0.05", "--json")
+        first = json.loads(await asyncio.to_thread(run.wait_for, "out", _idle_filled))
+        assert first["regions"]["Dubai"]["idle"] == 1
+        [busy] = _alive(server, "Dubai")
+        server.set_rooms_allocated(busy, 1)  # a match landed on it
+        await asyncio.to_thread(
+            run.wait_for, "out", lambda line: _idle_filled(line) and '"busy": 1' in line
+        )
+        [idle] = [pid for pid in _alive(server, "Dubai") if pid != busy]
+        server.faults.add("stop_process", Fault(status=400))  # the exit's stop of the idle one
+        run.popen.send_signal(signal.SIGINT)
+        done = _check_no_token(await asyncio.to_thread(run.finish), fake.token)
+        assert done.code == 130, done.err
+        assert sorted(_alive(server, "Dubai")) == sorted([busy, idle])
+        hosting, _, rest = done.err.partition("left running on purpose: ")
+        assert "1 process this command created hosts matches" in hosting
+        assert rest.startswith(busy) and done.err.count(busy) == 1, done.err
+        assert f"1 process this command created may still run: {idle}" in done.err
+        assert "processes stop ID" in rest.split(busy, 1)[1]
+
+
+def _idle_filled(line: str) -> bool:
+    regions = json.loads(line)["regions"].values()
+    return all(r["idle"] == r["target"] for r in regions)
 
 
 # -- fake and demo --------------------------------------------------------------------
@@ -701,7 +752,7 @@ async def test_the_demo_says_when_it_talks_to_a_local_server(quick: Fake) -> Non
     assert f"Using a local server at {quick.url}" in done.out
     assert "real Hathora API" not in done.out
     assert "Pre-allocating 2 processes" in done.out  # no cap: nothing is billed
-    assert "Stopped 2 of 2 processes created." in done.out
+    assert "Stopped 2 of the 2 processes created." in done.out
 
 
 async def test_sigterm_during_the_demo_stops_what_it_created() -> None:

@@ -198,8 +198,9 @@ async def pool(ctx: Context) -> int:
                 while True:  # until interrupted: the exit stops what the pool made
                     _give_up_on_a_missing_region(warm)
                     view.refresh(warm, ctx.out if args.json else None)
-                    ctx.ledger.replace(warm.process_ids())
+                    ctx.ledger.replace(warm.process_ids(), hosting=warm.busy_process_ids())
                     await asyncio.sleep(C.POOL_DISPLAY_INTERVAL)
     finally:
-        # What the exit did not stop (busy processes, --keep, errors) is what is left.
-        ctx.ledger.replace(warm.process_ids())
+        # What the exit did not stop is what is left: busy processes (on purpose:
+        # they host matches), and with --keep or after a failed stop, idle ones.
+        ctx.ledger.replace(warm.process_ids(), hosting=warm.busy_process_ids())
