@@ -550,6 +550,62 @@ async def test_preallocate_without_waiting(quick: Fake, inproc: Callable[..., Re
     await _stop_live(quick, ["Sao_Paulo"], expected=2)
 
 
+async def test_preallocate_json_says_how_each_slot_failed(inproc: Callable[..., Result]) -> None:
+    async def failed(flags: tuple[str, ...], *plan: str, **fake: Any) -> list[dict[str, Any]]:
+        async with FakeHathora(**fake) as server:
+            own = Fake(None, server.url, server.token, server.app_id)
+            done = await asyncio.to_thread(inproc, own, "preallocate", *plan, "--json", *flags)
+            assert done.code == 4, done.err
+            return sorted(done.json()["failed"], key=lambda f: f["region"])
+
+    quick = ("--poll-interval", "0.05")
+    refused, booted = await failed(quick, "Seattle=1", "Atlantis=1", boot_failure_rate=1.0)
+    assert booted["processId"] and booted["outcomeUnknown"] is False
+    assert (booted["httpStatus"], booted["processStatus"]) == (None, "failed")
+    assert refused["processId"] is None and "status" not in refused
+    assert (refused["httpStatus"], refused["processStatus"]) == (404, None)
+    [late] = await failed(("--timeout", "0.3", *quick), "Tokyo=1", boot_delay=120.0)
+    assert late["processId"] and (late["httpStatus"], late["processStatus"]) == (None, "starting")
+
+
+class _Opened(Exception):
+    """Raised instead of opening a client: the command got past its checks."""
+
+
+@pytest.mark.parametrize(
+    ("url", "plan", "flags", "refused"),
+    [
+        ("https://api.example.invalid", ["Seattle=60", "Tokyo=41"], [], True),
+        ("https://api.example.invalid", ["Seattle=101"], ["--no-wait"], True),
+        ("https://api.example.invalid", ["Seattle=60", "Tokyo=40"], [], False),
+        ("https://api.example.invalid", ["Seattle=60", "Tokyo=41"], ["--yes"], False),
+        ("http://127.0.0.1:9", ["Seattle=500"], [], False),  # loopback: a fake, not billed
+    ],
+)
+def test_preallocate_refuses_over_100_billed_processes_before_any_io(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    url: str,
+    plan: list[str],
+    flags: list[str],
+    refused: bool,
+) -> None:
+    def opened(*args: Any, **kwargs: Any) -> None:
+        raise _Opened
+
+    monkeypatch.setattr("hathora_async.cli._context.open_client", opened)
+    monkeypatch.setenv("HATHORA_TOKEN", "t")
+    monkeypatch.setenv("HATHORA_APP_ID", "app-1")
+    monkeypatch.setenv("HATHORA_BASE_URL", url)
+    if not refused:
+        with pytest.raises(_Opened):
+            main(["preallocate", *plan, *flags])
+        return
+    assert main(["preallocate", *plan, *flags]) == 2
+    err = capsys.readouterr().err
+    assert "refusing to create 101 processes, more than 100" in err and "--yes" in err
+
+
 @pytest.mark.parametrize(
     ("signum", "regions"),
     [

@@ -119,12 +119,13 @@ class _Builder:
         help: str,
         *,
         needs_token: bool = True,
+        check: Callable[[argparse.Namespace], None] | None = None,
         parents: tuple[argparse.ArgumentParser, ...] = (),
         description: str | None = None,
     ) -> argparse.ArgumentParser:
         parser = self.add(
             name,
-            api(command, needs_token=needs_token),
+            api(command, needs_token=needs_token, check=check),
             help,
             parents=(_api_flags(), *parents),
             description=description,
@@ -216,13 +217,22 @@ def _fleet_commands(commands: _Builder) -> None:
         "preallocate",
         _fleet.preallocate,
         "create processes across regions at once",
+        check=_fleet.confirm_billed,
         parents=(_wait_flags(C.DEFAULT_POLL_INTERVAL), _plain_flag()),
         description=(
             "Create REGION=N processes in each region at once (billed), waiting until each "
             "runs, with live progress on stderr when it is a terminal. Interrupted (Ctrl-C, "
             "SIGTERM, SIGHUP), it stops every process it created, then exits 130. "
-            "--json prints {created, ready, starting, failed, strays}."
+            "--json prints {created, ready, starting, failed, strays}. Against a "
+            f"non-loopback API, more than {C.PREALLOCATE_REAL_API_MAX_TOTAL} processes in "
+            "total need --yes."
         ),
+    )
+    prealloc.add_argument(
+        "--yes",
+        action="store_true",
+        help=f"against a billed API, create more than {C.PREALLOCATE_REAL_API_MAX_TOTAL} "
+        "processes in total",
     )
     prealloc.add_argument("plan", nargs="+", type=plan_item, metavar="REGION=N")
     prealloc.add_argument(
