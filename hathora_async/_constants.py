@@ -177,3 +177,7 @@ TABLE_MAX_CELL = 40
 # ThreadedFake (and so the pytest plugin): the longest a start, a stop or an admin
 # call waits for the fake's own thread; far above what loopback needs, well below CI's.
 FAKE_THREAD_TIMEOUT = 30.0
+# The fake's command line: its default port, and the largest --clock-offset either
+# way (seconds, ten years: far beyond any real skew, well within datetime's range).
+FAKE_DEFAULT_PORT = 8080
+FAKE_MAX_CLOCK_OFFSET = 10 * 365 * 86400.0

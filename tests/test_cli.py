@@ -486,6 +486,12 @@ async def test_exit_2_is_a_usage_or_configuration_error(quick: Fake) -> None:
         (("fake", "--boot-delay", "inf"), "finite"),
         (("fake", "--boot-failure-rate", "2"), "must be <= 1"),
         (("fake", "--port", "70000"), "port"),
+        (("fake", "--token", ""), "--token: must not be empty"),
+        (("fake", "--token", "two words"), "--token: must not contain whitespace"),
+        (("fake", "--token", "tab\there"), "--token: must not contain whitespace"),
+        (("fake", "--token", "bell\x07"), "control characters"),
+        (("fake", "--clock-offset", "-1e12"), "--clock-offset: must be >="),
+        (("fake", "--clock-offset=1e12"), "--clock-offset: must be <="),
         (("processes", "list", "--base-url", "ftp://example"), "base_url"),
         ((), "COMMAND"),
     ],
@@ -493,6 +499,10 @@ async def test_exit_2_is_a_usage_or_configuration_error(quick: Fake) -> None:
 def test_more_usage_errors_exit_2(
     quick: Fake, inproc: Callable[..., Result], args: tuple[str, ...], says: str
 ) -> None:
+    if (
+        args[:1] == ("fake",) and "--port" not in args
+    ):  # a taken port: a fake that wrongly accepts its flags ends too
+        args = (*args, "--port", str(quick.port))
     result = inproc(quick, *args)
     assert result.code == 2 and result.out == "" and says in result.err
 
@@ -793,6 +803,48 @@ def test_the_fakes_own_command_line_explains_a_taken_port(
     assert fake_main(["--port", str(quick.port)]) == 2
     err = capsys.readouterr().err
     assert f"cannot listen on 127.0.0.1:{quick.port}" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("flags", [["--clock-offset", "-1e3"], ["--clock-offset", "-5"]])
+@pytest.mark.parametrize("own", [True, False])
+def test_the_fake_takes_a_negative_clock_offset_in_any_notation(
+    quick: Fake, capsys: pytest.CaptureFixture[str], flags: list[str], own: bool
+) -> None:
+    # Parsed, then refused only for the port taken: the value was a value, not an option.
+    argv = [*flags, "--port", str(quick.port)]
+    code = fake_main(argv) if own else main(["fake", *argv])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot listen" in err and "expected one argument" not in err
+
+
+def test_an_unresolvable_host_names_the_host_flag(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    resolve = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == "no-such-host.invalid":  # as a resolver says it, without asking one
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return resolve(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    assert fake_main(["--host", "no-such-host.invalid", "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot listen on no-such-host.invalid:0: Name or service not known" in err
+    assert "check --host" in err and "--port" not in err
+
+
+@pytest.mark.parametrize("own", [True, False])
+def test_the_fakes_help_shows_its_default_port_and_only_its_exit_statuses(
+    capsys: pytest.CaptureFixture[str], own: bool
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        fake_main(["--help"]) if own else main(["fake", "--help"])
+    assert exited.value.code == 0
+    text = capsys.readouterr().out
+    assert "(default: 8080; 0: any free port)" in text
+    statuses = re.findall(r"^  (\d+) ", text.split("exit status:")[1], re.M)
+    assert statuses == ["0", "2"]
 
 
 async def test_the_demo_stops_early_on_a_refused_token(quick: Fake) -> None:

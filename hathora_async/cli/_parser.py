@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from .. import _constants as C
 from .._version import __version__
 from ..models import ProcessStatus, Region
+from ..testing.__main__ import EXIT_CODES_HELP as FAKE_EXIT_CODES_HELP
 from ..testing.__main__ import add_arguments as add_fake_arguments
 from . import _fleet, _processes, _rooms
 from ._args import count, known_regions, number, plan_item, region, status
@@ -100,6 +101,7 @@ class _Builder:
         *,
         parents: tuple[argparse.ArgumentParser, ...] = (),
         description: str | None = None,
+        epilog: str = EXIT_CODES_HELP,
     ) -> argparse.ArgumentParser:
         parser: argparse.ArgumentParser = self.group.add_parser(
             name,
@@ -107,7 +109,7 @@ class _Builder:
             description=description or help[:1].upper() + help[1:] + ".",
             parents=list(parents),
             formatter_class=_Formatter,
-            epilog=EXIT_CODES_HELP,
+            epilog=epilog,
         )
         parser.set_defaults(run=runner)
         return parser
@@ -271,6 +273,7 @@ def _local_commands(commands: _Builder) -> None:
             "Serve a fake Hathora Cloud API until Ctrl-C or SIGTERM (then exit 0); "
             "prints HATHORA_BASE_URL, HATHORA_TOKEN and HATHORA_APP_ID for it."
         ),
+        epilog=FAKE_EXIT_CODES_HELP,
     )
     add_fake_arguments(fake)
     demo = commands.add(
