@@ -1,9 +1,10 @@
 """Where a warm pool's state lives: the store interface, and the in-memory store.
 
 A store holds the lease (who reconciles now, with a fencing token that grows
-on every new lease), the pool's records of its processes, its create intents,
-the latest snapshot of counts (with the targets it was computed for), and the
-replicas' membership. ``MemoryPoolStore`` serves one pool in one process: it
+on every new lease), the pool's targets (global: the first replica to find none stores its own;
+``set_targets`` replaces them), the pool's records of its processes, its
+create intents, the latest snapshot of counts (with the targets it was
+computed for), and the replicas' membership. ``MemoryPoolStore`` serves one pool in one process: it
 always leads. ``hathora_async.redis.RedisPoolStore`` serves many replicas.
 
 Every write goes through ``commit(change, fence=...)``: one atomic write,
@@ -36,6 +37,7 @@ __all__ = [
     "Snapshot",
     "StoreError",
     "StoreUnavailableError",
+    "Targets",
     "keep_lease",
 ]
 
@@ -52,6 +54,16 @@ class StoreUnavailableError(StoreError):
 
 class FencedOutError(StoreError):
     """A write carried a fence older than the current lease's: this replica no longer leads."""
+
+
+@attrs.frozen
+class Targets:
+    """The pool's targets, shared by its replicas: idle processes wanted per
+    region, and the cap on idle ones (``max_per_region``, every target region
+    named, each at least its target)."""
+
+    targets: dict[Region, int]
+    max_per_region: dict[Region, int]
 
 
 @attrs.frozen
@@ -81,7 +93,8 @@ class PoolState:
     before means the store went back in time (restored from an old
     snapshot). ``recovering`` is True while replicas are putting back what
     they knew after such a loss (``PoolStore.restore``): the leader creates
-    and stops nothing meanwhile.
+    and stops nothing meanwhile. ``targets`` is None until a replica stored
+    them (``PoolStore.claim_targets``).
     """
 
     records: dict[str, ProcessRecord] = attrs.field(factory=dict)
@@ -90,6 +103,7 @@ class PoolState:
     epoch: str | None = None
     seq: int = 0
     recovering: bool = False
+    targets: Targets | None = None
 
 
 @attrs.frozen
@@ -151,7 +165,13 @@ class PoolStore(Protocol):
         """Give the lease up now (a follower can take it without waiting for expiry)."""
 
     async def load(self) -> PoolState:
-        """Records, intents and the snapshot, read consistently."""
+        """Records, intents, the snapshot and the targets, read consistently."""
+
+    async def claim_targets(self, targets: Targets) -> Targets:
+        """Store ``targets`` if none are stored (atomically: the first writer wins); the stored."""
+
+    async def set_targets(self, targets: Targets) -> None:
+        """Replace the stored targets (atomically, unfenced: a deliberate change)."""
 
     async def commit(self, change: Commit, *, fence: int) -> None:
         """Apply ``change`` atomically if ``fence`` is the current lease's."""
@@ -202,6 +222,7 @@ class MemoryPoolStore:
         self._leading = False
         self._joined = False
         self._state = PoolState()
+        self._targets: Targets | None = None
 
     @property
     def is_leader(self) -> bool:
@@ -226,8 +247,21 @@ class MemoryPoolStore:
     async def load(self) -> PoolState:
         state = self._state
         return PoolState(
-            dict(state.records), dict(state.intents), state.snapshot, "memory", state.seq
+            dict(state.records),
+            dict(state.intents),
+            state.snapshot,
+            "memory",
+            state.seq,
+            targets=self._targets,
         )
+
+    async def claim_targets(self, targets: Targets) -> Targets:
+        if self._targets is None:
+            self._targets = targets
+        return self._targets
+
+    async def set_targets(self, targets: Targets) -> None:
+        self._targets = targets
 
     async def restore(
         self,

@@ -42,6 +42,7 @@ from ._store import (
     PoolStore,
     Snapshot,
     StoreError,
+    Targets,
     keep_lease,
 )
 from ._strays import send_on_server_clock, server_date
@@ -118,6 +119,9 @@ class WarmPool:
     down as an intent before it is sent, so a successor adopts what a dead
     leader made. Store errors are backed off like API errors. Without
     ``store=`` the pool keeps its state in memory (``MemoryPoolStore``).
+    Targets are global: the first replica to find none in the store stores
+    its own; every replica then follows the stored ones (a replica given
+    others logs a WARNING once). ``set_targets()`` changes them for all.
 
     The pool never forgets a process it made until it has seen it stopped
     (or failed) or has stopped it itself. Hathora's reads can lag behind its
@@ -188,10 +192,12 @@ class WarmPool:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         store: PoolStore | None = None,
     ) -> None:
-        self._targets = check_plan(targets)
-        self._max = self._check_max(max_per_region)
-        grace = C.READ_AFTER_CREATE_GRACE  # read now: tests shorten it
-        self._rules = Rules(self._targets, self._max, intent_grace=grace, give_up_missing=grace)
+        checked = check_plan(targets)
+        # The targets this replica was given; those in force are the store's.
+        self._given = Targets(checked, _check_max(max_per_region, checked))
+        self._grace = C.READ_AFTER_CREATE_GRACE  # read now: tests shorten it
+        self._use(self._given)
+        self._targets_seen = False
         self._poll_interval = _positive_number(poll_interval, "poll_interval")
         self._max_backoff = max(_positive_number(max_backoff, "max_backoff"), self._poll_interval)
         _check_limit(concurrency, "concurrency")
@@ -246,27 +252,63 @@ class WarmPool:
         self.last_error: HathoraError | None = None
         """The most recent API or store error, or None."""
 
-    def _check_max(self, max_per_region: int | Plan | None) -> dict[Region, int]:
-        if max_per_region is None:
-            return dict(self._targets)
-        if isinstance(max_per_region, Mapping):
-            given = check_plan(max_per_region)
-            unknown = set(given) - set(self._targets)
-            if unknown:
-                names = ", ".join(sorted(r.value for r in unknown))
-                raise ValueError(f"max_per_region names regions without a target: {names}")
-            limits = {r: given.get(r, t) for r, t in self._targets.items()}
-        else:
-            if isinstance(max_per_region, bool) or not isinstance(max_per_region, int):
-                raise ValueError(f"max_per_region must be an int, got {max_per_region!r}")
-            limits = dict.fromkeys(self._targets, max_per_region)
-        for region, limit in limits.items():
-            if limit < self._targets[region]:
-                raise ValueError(
-                    f"max_per_region for {region.value} ({limit}) is below its target "
-                    f"({self._targets[region]})"
+    def _use(self, targets: Targets) -> None:
+        """Put ``targets`` in force (what reconciles, ``snapshot()`` and ``ready`` use)."""
+        self._targets = dict(targets.targets)
+        self._max = dict(targets.max_per_region)
+        grace = self._grace
+        self._rules = Rules(self._targets, self._max, intent_grace=grace, give_up_missing=grace)
+
+    def _follow_targets(self, stored: Targets) -> None:
+        """Follow the store's targets; say once if they are not the ones this replica was given."""
+        current = Targets(self._targets, self._max)
+        if stored != current:
+            if self._targets_seen:
+                logger.info(
+                    "warm pool %s: targets are now %s (max %s), were %s (max %s)",
+                    self._store.name,
+                    _plan(stored.targets),
+                    _plan(stored.max_per_region),
+                    _plan(current.targets),
+                    _plan(current.max_per_region),
                 )
-        return limits
+            self._use(stored)
+        self._targets_seen = True
+        if stored != self._given and not self._mismatch_logged:
+            self._mismatch_logged = True
+            logger.warning(
+                "warm pool %s: the pool's stored targets are %s (max %s); replica %s was "
+                "given %s (max %s): the stored ones apply (change them with set_targets())",
+                self._store.name,
+                _plan(stored.targets),
+                _plan(stored.max_per_region),
+                self._store.replica_id,
+                _plan(self._given.targets),
+                _plan(self._given.max_per_region),
+            )
+
+    async def set_targets(self, targets: Plan, *, max_per_region: int | Plan | None = None) -> None:
+        """Change the pool's targets, for every replica; validated as the constructor's.
+
+        ``targets`` and ``max_per_region`` are as for ``WarmPool(...)`` and are
+        checked before any I/O (``ValueError``/``TypeError``). One atomic store
+        write replaces the targets the pool's replicas share: this replica
+        uses them at once, the others (the leader included) at their next
+        pass, so the pool grows or trims to them. Raises ``RuntimeError`` once
+        the pool is closed and ``StoreError`` (``StoreUnavailableError``: the
+        outcome is unknown; call again) when the store fails. If cancelled
+        while writing, the write may or may not have landed.
+        """
+        checked = check_plan(targets)
+        wanted = Targets(checked, _check_max(max_per_region, checked))
+        if self._closed:
+            raise RuntimeError("the WarmPool is closed")
+        await self._store.set_targets(wanted)
+        self._given = wanted
+        self._follow_targets(wanted)
+        if self._changed is not None:
+            async with self._changed:
+                self._changed.notify_all()  # ready may have changed
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -568,6 +610,10 @@ class WarmPool:
                 self._records.values(), self._known_intents.values(), seen=seen, hold=hold
             )
             state = await store.load()
+        stored = state.targets
+        if stored is None:  # none yet (or lost with the rest): the first writer wins
+            stored = await store.claim_targets(Targets(self._targets, self._max))
+        self._follow_targets(stored)
         if state.epoch is not None:
             if state.epoch != self._epoch_seen:
                 self._seq_seen = 0
@@ -593,20 +639,6 @@ class WarmPool:
         if snap is None:
             return
         self._counts = dict(snap.counts)
-        if not self._mismatch_logged and (
-            snap.targets != self._targets or snap.max_per_region != self._max
-        ):
-            self._mismatch_logged = True
-            logger.warning(
-                "warm pool %s: the leader (%s) keeps targets %s (max %s); this replica was "
-                "given %s (max %s): the leader's apply",
-                self._store.name,
-                snap.leader,
-                _plan(snap.targets),
-                _plan(snap.max_per_region),
-                _plan(self._targets),
-                _plan(self._max),
-            )
 
     async def _lead(self, fence: int, *, act: bool) -> None:
         """A leader's pass: poll, list for strays, reconcile, commit; then (``act``) create, trim.
@@ -985,7 +1017,11 @@ class WarmPool:
 
     @property
     def targets(self) -> dict[Region, int]:
-        """The idle processes wanted per region."""
+        """The idle processes wanted per region: the pool's stored targets once read.
+
+        With many replicas these are global, whatever this replica was given
+        (a mismatch is logged once); ``set_targets()`` changes them.
+        """
         return dict(self._targets)
 
     @property
@@ -1067,6 +1103,30 @@ class WarmPool:
     def __repr__(self) -> str:
         targets = ", ".join(f"{r.value}: {t}" for r, t in self._targets.items())
         return f"WarmPool(targets={{{targets}}}, closed={self._closed})"
+
+
+def _check_max(max_per_region: int | Plan | None, targets: dict[Region, int]) -> dict[Region, int]:
+    """The cap per target region, validated against ``targets``."""
+    if max_per_region is None:
+        return dict(targets)
+    if isinstance(max_per_region, Mapping):
+        given = check_plan(max_per_region)
+        unknown = set(given) - set(targets)
+        if unknown:
+            names = ", ".join(sorted(r.value for r in unknown))
+            raise ValueError(f"max_per_region names regions without a target: {names}")
+        limits = {r: given.get(r, t) for r, t in targets.items()}
+    else:
+        if isinstance(max_per_region, bool) or not isinstance(max_per_region, int):
+            raise ValueError(f"max_per_region must be an int, got {max_per_region!r}")
+        limits = dict.fromkeys(targets, max_per_region)
+    for region, limit in limits.items():
+        if limit < targets[region]:
+            raise ValueError(
+                f"max_per_region for {region.value} ({limit}) is below its target "
+                f"({targets[region]})"
+            )
+    return limits
 
 
 def _plan(plan: Mapping[Region, int]) -> str:

@@ -11,6 +11,7 @@ one cluster slot, so each script runs on one node)::
     hathora-async:pool:{N}:records   hash    process id -> record JSON   PX state_ttl
     hathora-async:pool:{N}:intents   hash    intent id -> intent JSON    PX intent_ttl
     hathora-async:pool:{N}:snapshot  string  snapshot JSON               PX state_ttl
+    hathora-async:pool:{N}:targets   string  targets JSON                PX state_ttl
     hathora-async:pool:{N}:members   zset    replica id, score: expiry   PX member_ttl
     hathora-async:pool:{N}:epoch     string  the store's lifetime id     PX state_ttl
     hathora-async:pool:{N}:seq       string  commits in this epoch       PX state_ttl
@@ -26,6 +27,12 @@ one cluster slot, so each script runs on one node)::
   what it touches and counts itself in ``seq``. Records and the snapshot live
   ``state_ttl`` (a day) after the last write; intents ``intent_ttl`` after the
   last intent written (longer than the reconciler's ``intent_max_age``).
+- The targets are global: a replica that finds none stores its own with
+  ``SET NX`` (the first writer wins; the others follow what is stored and log
+  a mismatch once); ``set_targets`` replaces them with a plain ``SET``. Each
+  leader commit refreshes their TTL, so they outlive the pool by ``state_ttl``
+  like its records. After a data loss, the first replica to notice stores the
+  targets it was following.
 - A data loss shows as a missing or changed ``epoch``, or a ``seq`` below one
   seen before. ``restore`` (unfenced) adds records and intents with ``HSETNX``
   (never changes or removes one), starts a new epoch when the old one is gone or
@@ -67,6 +74,7 @@ from ._store import (
     Snapshot,
     StoreError,
     StoreUnavailableError,
+    Targets,
 )
 from .models import ProcessStatus, Region
 
@@ -121,7 +129,7 @@ end
 return 0
 """
 
-# KEYS: fence, records, intents, snapshot, epoch, seq.
+# KEYS: fence, records, intents, snapshot, epoch, seq, targets.
 # ARGV: fence, state ms, intent ms, snapshot or '', then four groups, each a
 # count and its items: records to put (id, value), records to drop (id),
 # intents to put (id, value), intents to drop (id).
@@ -153,6 +161,7 @@ group(KEYS[3], false, 'HDEL')
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[5], ARGV[2])
+redis.call('PEXPIRE', KEYS[7], ARGV[2])
 redis.call('INCR', KEYS[6])
 redis.call('PEXPIRE', KEYS[6], ARGV[2])
 if ARGV[4] ~= '' then
@@ -161,11 +170,23 @@ end
 return 1
 """
 
-# KEYS: records, intents, snapshot, epoch, seq, recovering.
+# KEYS: records, intents, snapshot, epoch, seq, recovering, targets.
 _LOAD = """
 return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]),
         redis.call('GET', KEYS[3]), redis.call('GET', KEYS[4]),
-        redis.call('GET', KEYS[5]), redis.call('EXISTS', KEYS[6])}
+        redis.call('GET', KEYS[5]), redis.call('EXISTS', KEYS[6]),
+        redis.call('GET', KEYS[7])}
+"""
+
+# KEYS: targets. ARGV: targets JSON, state ms, "NX" (store only if none) or "".
+# Answers the targets stored after.
+_TARGETS = """
+if ARGV[3] == 'NX' then
+  redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
+else
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+return redis.call('GET', KEYS[1])
 """
 
 # KEYS: records, intents, epoch, seq, recovering. ARGV: the epoch the caller
@@ -293,6 +314,30 @@ def _snapshot(key: str, value: str) -> Snapshot:
     )
 
 
+def _targets_value(t: Targets) -> str:
+    return _dump(
+        {
+            "t": {r.value: n for r, n in t.targets.items()},
+            "m": {r.value: n for r, n in t.max_per_region.items()},
+        }
+    )
+
+
+def _count(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"not a count: {value!r}")
+    return value
+
+
+def _targets(key: str, value: str) -> Targets:
+    d = json.loads(value)
+    targets = {Region(r): _count(n) for r, n in d["t"].items()}
+    limits = {Region(r): _count(n) for r, n in d["m"].items()}
+    if set(limits) != set(targets) or any(limits[r] < n for r, n in targets.items()):
+        raise ValueError(f"max_per_region {limits} does not fit targets {targets}")
+    return Targets(targets, limits)
+
+
 def _decode(what: str, key: str, decode: Callable[[str, str], T], value: str) -> T:
     try:
         return decode(key, value)
@@ -380,7 +425,17 @@ class RedisPoolStore:
         self._redis_error: type[BaseException] = redis_errors.RedisError
         self._clock = clock
         prefix = f"{C.POOL_KEY_PREFIX}{{{self.name}}}:"
-        roles = ("lease", "fence", "records", "intents", "snapshot", "epoch", "seq", "recovering")
+        roles = (
+            "lease",
+            "fence",
+            "records",
+            "intents",
+            "snapshot",
+            "targets",
+            "epoch",
+            "seq",
+            "recovering",
+        )
         self.keys = {k: prefix + k for k in roles}
         """The pool's Redis keys by role (plus ``members``), as in the module docstring."""
         self.keys["members"] = prefix + "members"
@@ -392,6 +447,7 @@ class RedisPoolStore:
                 ("release", _RELEASE),
                 ("commit", _COMMIT),
                 ("load", _LOAD),
+                ("targets", _TARGETS),
                 ("restore", _RESTORE),
                 ("members", _MEMBERS),
             )
@@ -514,8 +570,8 @@ class RedisPoolStore:
 
     async def load(self) -> PoolState:
         """Records, intents and snapshot, read in one script (one consistent view)."""
-        roles = ("records", "intents", "snapshot", "epoch", "seq", "recovering")
-        records, intents, snapshot, epoch, seq, recovering = await self._call(
+        roles = ("records", "intents", "snapshot", "epoch", "seq", "recovering", "targets")
+        records, intents, snapshot, epoch, seq, recovering, targets = await self._call(
             "load", [self.keys[k] for k in roles], ()
         )
         return PoolState(
@@ -529,6 +585,27 @@ class RedisPoolStore:
                 if snapshot is None
                 else _decode("snapshot", self.keys["snapshot"], _snapshot, _text(snapshot))
             ),
+            targets=None if targets is None else self._read_targets(targets),
+        )
+
+    def _read_targets(self, value: object) -> Targets:
+        return _decode("targets", self.keys["targets"], _targets, _text(value))
+
+    async def claim_targets(self, targets: Targets) -> Targets:
+        """Store ``targets`` unless some are (``SET NX``: the first writer wins); the stored."""
+        stored = await self._call(
+            "targets",
+            (self.keys["targets"],),
+            (_targets_value(targets), _ms(self._state_ttl), "NX"),
+        )
+        return self._read_targets(stored)
+
+    async def set_targets(self, targets: Targets) -> None:
+        """Replace the stored targets (one ``SET``; every replica follows at its next pass)."""
+        await self._call(
+            "targets",
+            (self.keys["targets"],),
+            (_targets_value(targets), _ms(self._state_ttl), ""),
         )
 
     async def commit(self, change: Commit, *, fence: int) -> None:
@@ -549,7 +626,8 @@ class RedisPoolStore:
             args += [intent.intent_id, _intent_value(intent)]
         args.append(len(change.drop_intents))
         args += change.drop_intents
-        keys = [self.keys[k] for k in ("fence", "records", "intents", "snapshot", "epoch", "seq")]
+        roles = ("fence", "records", "intents", "snapshot", "epoch", "seq", "targets")
+        keys = [self.keys[k] for k in roles]
         if not int(await self._call("commit", keys, args)):
             if fence == self._fence:
                 self._drop_lease(stale=False)  # another replica took over

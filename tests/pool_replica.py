@@ -4,7 +4,11 @@ Run as a separate process (``python tests/pool_replica.py --help``) so tests can
 SIGKILL, SIGSTOP and SIGCONT it. It prints one JSON object per line:
 
 - ``{"e": "up", "id": replica id}`` once the pool is entered;
-- ``{"e": "s", "t": epoch s, "lead": bool, "ready": bool}`` every ``--sample`` s;
+- ``{"e": "s", "t": epoch s, "lead": bool, "ready": bool, "snap": {region: [starting,
+  idle, busy, failed]}}`` every ``--sample`` s;
+- ``{"e": "wr", "t": epoch s}`` when ``pool.wait_ready()`` returns;
+- ``{"e": "retargeted", "t": epoch s}`` after ``pool.set_targets(--retarget ...)``, which
+  SIGUSR1 starts;
 - ``{"e": "req", "t": epoch s, "m": method, "p": path, "lead": bool}`` as each
   request to Hathora starts;
 - ``{"e": "bye", "t": epoch s}`` after the pool's exit, on SIGTERM.
@@ -22,6 +26,7 @@ import time
 from typing import Any
 
 import aiohttp
+import attrs
 import redis.asyncio as aioredis
 
 from hathora_async import HathoraClient, Region, RetryPolicy, WarmPool
@@ -55,7 +60,7 @@ async def main(args: argparse.Namespace) -> None:
     trace.on_request_start.append(on_start)
     redis = aioredis.Redis.from_url(args.redis)
     store = RedisPoolStore(redis, name=args.name, lease_ttl=args.lease_ttl)
-    targets = {Region(region): int(n) for region, n in (t.split("=") for t in args.target)}
+    targets = plan(args.target)
     client = HathoraClient(
         args.token,
         args.app_id,
@@ -70,12 +75,34 @@ async def main(args: argparse.Namespace) -> None:
         )
         async with pool:
             say(e="up", id=store.replica_id)
+            tasks = {asyncio.create_task(announce_ready(pool))}
+
+            async def retarget() -> None:
+                assert pool is not None
+                await pool.set_targets(plan(args.retarget))
+                say(e="retargeted", t=now())
+
+            loop = asyncio.get_running_loop()
+            loop.add_signal_handler(signal.SIGUSR1, lambda: tasks.add(loop.create_task(retarget())))
             while not stop.is_set():
-                say(e="s", t=now(), lead=pool.is_leader, ready=pool.ready)
+                snap = {r.value: list(attrs.astuple(c)) for r, c in pool.snapshot().items()}
+                say(e="s", t=now(), lead=pool.is_leader, ready=pool.ready, snap=snap)
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(stop.wait(), args.sample)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
     await redis.aclose()
     say(e="bye", t=now())
+
+
+def plan(items: list[str]) -> dict[Region, int]:
+    return {Region(region): int(n) for region, n in (t.split("=") for t in items)}
+
+
+async def announce_ready(pool: WarmPool) -> None:
+    await pool.wait_ready()
+    say(e="wr", t=now())
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -86,6 +113,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--app-id", required=True)
     parser.add_argument("--name", default="replicas")
     parser.add_argument("--target", action="append", default=[], help="REGION=N")
+    parser.add_argument("--retarget", action="append", default=[], help="REGION=N, on SIGUSR1")
     parser.add_argument("--lease-ttl", type=float, default=1.0)
     parser.add_argument("--poll", type=float, default=0.1)
     parser.add_argument("--concurrency", type=int, default=8)

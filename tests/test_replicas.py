@@ -483,3 +483,134 @@ async def test_a_successor_with_a_skewed_clock_still_adopts(cluster: Cluster, sk
     await until(lambda: survivor.last()["ready"])
     await survivor.leave()
     assert set(statuses(fake).values()) <= {"stopped", "failed"}
+
+
+# -- targets are global: stored once, followed by every replica --------------------
+
+LONDON = Region.LONDON
+
+
+def regions(fake: FakeHathora) -> list[str]:
+    """The regions of the fake's starting and running processes, sorted."""
+    live = ("starting", "running")
+    return sorted(p["region"] for p in fake.processes() if p["status"] in live)
+
+
+async def test_replicas_given_other_targets_follow_the_stored_ones(cluster: Cluster) -> None:
+    # The first replica stores its targets; the second, given others, follows
+    # them: the same snapshot on both, both ready, and a failover keeps them.
+    (first,) = await cluster.start(1, 3)
+    await until(lambda: bool(first.samples()))
+    await until(lambda: first.last()["lead"])
+    stored = (await cluster.state()).targets
+    assert stored is not None
+    assert stored.targets == {FRANKFURT: 3}
+    (second,) = await cluster.start(1, 1, "--target", f"{LONDON.value}=2")
+    both = [first, second]
+    want = {FRANKFURT.value: [0, 3, 0, 0]}
+    await until(lambda: all(r.last().get("snap") == want for r in both))
+    await until(lambda: all(any(e["e"] == "wr" for e in r.events) for r in both))
+    assert all(r.last()["ready"] for r in both)
+    assert regions(cluster.fake) == [FRANKFURT.value] * 3
+    # Failover: the follower leads with the stored targets, not the ones it was given.
+    killed_at = time.time()
+    await first.kill()
+    await until(lambda: second.last()["lead"])
+    await asyncio.sleep(1.0)  # several passes of the new leader
+    assert not second.acts(since=killed_at)  # nothing trimmed, nothing made
+    assert regions(cluster.fake) == [FRANKFURT.value] * 3
+    assert cluster.fake.processes_created == 3
+    assert second.last()["snap"] == want and second.last()["ready"]
+    assert (await cluster.state()).targets == stored
+
+
+async def test_set_targets_resizes_the_pool_for_every_replica(cluster: Cluster) -> None:
+    # A follower grows the pool; every replica follows, the leader makes them.
+    grow = f"{FRANKFURT.value}=3"
+    (a,) = await cluster.start(1, 1, "--retarget", grow)
+    await until(lambda: a.last()["lead"])
+    (b,) = await cluster.start(1, 1, "--retarget", grow)
+    both = [a, b]
+    await until(ready(both))
+    b.signal(signal.SIGUSR1)  # the follower: every replica must follow its change
+    await until(lambda: any(e["e"] == "retargeted" for e in b.events))
+    grown = {FRANKFURT.value: [0, 3, 0, 0]}
+    await until(lambda: all(r.last()["snap"] == grown and r.last()["ready"] for r in both))
+    assert regions(cluster.fake) == [FRANKFURT.value] * 3
+    assert not b.acts()  # the leader made them
+    # Now the leader changes them again, from a replica started with a third set.
+    (c,) = await cluster.start(
+        1, 1, "--retarget", f"{FRANKFURT.value}=1", "--retarget", f"{LONDON.value}=1"
+    )
+    await until(lambda: c.last().get("snap") == grown)  # it follows the stored ones first
+    c.signal(signal.SIGUSR1)
+    moved = {FRANKFURT.value: [0, 1, 0, 0], LONDON.value: [0, 1, 0, 0]}
+    everyone = [a, b, c]
+    await until(lambda: all(r.last()["snap"] == moved and r.last()["ready"] for r in everyone))
+    await until(lambda: regions(cluster.fake) == [FRANKFURT.value, LONDON.value])
+    assert cluster.fake.processes_created == 4
+    await cluster.settled()
+
+
+async def test_a_mismatch_is_logged_once_and_set_targets_checks_before_any_io(
+    redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    import redis.asyncio as aioredis
+
+    from hathora_async import HathoraClient, WarmPool
+    from hathora_async.redis import RedisPoolStore
+
+    connection = aioredis.Redis.from_url(redis.url)
+    stores = [
+        RedisPoolStore(connection, name=NAME, replica_id=n, lease_ttl=0.5) for n in ("a", "b")
+    ]
+    async with (
+        FakeHathora(boot_delay=0.0) as fake,
+        HathoraClient(fake.token, fake.app_id, base_url=fake.url) as client,
+        WarmPool(client, {FRANKFURT: 2}, store=stores[0], poll_interval=0.02) as a,
+    ):
+        await a.wait_ready(timeout=10)
+        given = {FRANKFURT: 1, LONDON: 2}
+        async with WarmPool(client, given, store=stores[1], poll_interval=0.02) as b:
+            await b.wait_ready(timeout=10)
+            await asyncio.sleep(0.2)  # more passes: still said once
+            assert b.targets == a.targets == {FRANKFURT: 2}
+            assert b.snapshot() == a.snapshot()
+            said = [r.getMessage() for r in caplog.records if "stored targets" in r.message]
+            assert len(said) == 1, said
+            assert "{Frankfurt: 2}" in said[0] and "{Frankfurt: 1, London: 2}" in said[0]
+            # Bad targets are refused before anything is written.
+            for bad, kw in [
+                ({FRANKFURT: -1}, {}),
+                ({FRANKFURT: 2}, {"max_per_region": 1}),
+                ({FRANKFURT: 2}, {"max_per_region": {LONDON: 3}}),
+                ([FRANKFURT], {}),
+            ]:
+                with pytest.raises((ValueError, TypeError)):
+                    await b.set_targets(bad, **kw)  # type: ignore[arg-type]
+            assert (await stores[0].load()).targets.targets == {FRANKFURT: 2}  # type: ignore[union-attr]
+            await b.set_targets({"London": 1}, max_per_region=2)
+            assert b.targets == {LONDON: 1}
+            await until(lambda: a.targets == {LONDON: 1} and a.ready, timeout=10)
+            await b.wait_ready(timeout=10)
+    await connection.aclose()
+    with pytest.raises(RuntimeError, match="closed"):
+        await a.set_targets({LONDON: 1})
+
+
+async def test_a_single_pools_set_targets_resizes_it() -> None:
+    from hathora_async import HathoraClient, WarmPool
+
+    async with (
+        FakeHathora(boot_delay=0.0) as fake,
+        HathoraClient(fake.token, fake.app_id, base_url=fake.url) as client,
+        WarmPool(client, {FRANKFURT: 1}, poll_interval=0.02) as pool,
+    ):
+        await pool.wait_ready(timeout=10)
+        await pool.set_targets({FRANKFURT: 3})
+        assert not pool.ready  # in force at once: the snapshot now falls short
+        await pool.wait_ready(timeout=10)
+        await pool.set_targets({FRANKFURT: 0, LONDON: 1})
+        await pool.wait_ready(timeout=10)
+        await until(lambda: regions(fake) == [LONDON.value], timeout=10)
+        assert pool.snapshot()[FRANKFURT].idle == 0

@@ -28,6 +28,7 @@ from hathora_async._store import (
     Snapshot,
     StoreError,
     StoreUnavailableError,
+    Targets,
     keep_lease,
 )
 from hathora_async.models import ProcessStatus, Region
@@ -433,6 +434,7 @@ async def test_every_key_is_under_the_prefix_and_expires(
         fence=fence,
     )
     await a.restore((), (), seen=None, hold=3)  # the marker of a recovery
+    await a.claim_targets(Targets({TOKYO: 2}, {TOKYO: 3}))
     async with aioredis.Redis.from_url(server.url, decode_responses=True) as r:
         keys = sorted([k async for k in r.scan_iter(match="*")])
         assert keys == sorted(a.keys.values())
@@ -445,6 +447,7 @@ async def test_every_key_is_under_the_prefix_and_expires(
             "intents": 50_000,
             "records": 100_000,
             "snapshot": 100_000,
+            "targets": 100_000,
             "fence": 100_000,
             "epoch": 100_000,
             "seq": 100_000,
@@ -457,11 +460,12 @@ async def test_every_key_is_under_the_prefix_and_expires(
         for key in ("records", "intents"):
             assert all(len(v) < 200 for v in (await r.hgetall(prefix + key)).values())
         assert len(await r.get(prefix + "snapshot")) < 300
+        assert len(await r.get(prefix + "targets")) < 100
         # Emptied and left: nothing remains but what expires by itself.
         await a.commit(Commit(drop_records=("p1",), drop_intents=("i1",)), fence=fence)
         await a.release()
         await a.leave()
-        left = {"epoch", "fence", "recovering", "seq", "snapshot"}  # each with its TTL above
+        left = {"epoch", "fence", "recovering", "seq", "snapshot", "targets"}  # with TTLs above
         assert sorted([k async for k in r.scan_iter(match="*")]) == sorted(prefix + k for k in left)
 
 
@@ -571,3 +575,69 @@ async def test_a_lost_or_rolled_back_store_shows_in_its_epoch(
     # A new lease's fence is larger than any before, whatever was lost.
     assert await b.acquire()
     assert b.fence is not None and b.fence > fence
+
+
+# -- the pool's targets: global, in the store --------------------------------------
+
+ATLANTIS = Region("Atlantis")  # an open-enum region this version does not know
+
+
+async def test_the_first_targets_stored_win(store: PoolStore) -> None:
+    first = Targets({TOKYO: 2, ATLANTIS: 1}, {TOKYO: 3, ATLANTIS: 1})
+    assert (await store.load()).targets is None
+    assert await store.claim_targets(first) == first
+    # Another replica's differ: it is answered the stored ones, which stay.
+    assert await store.claim_targets(Targets({LONDON: 5}, {LONDON: 5})) == first
+    assert (await store.load()).targets == first
+    assert isinstance(next(iter(first.targets)), Region)
+
+
+async def test_set_targets_replaces_them(store: PoolStore) -> None:
+    await store.claim_targets(Targets({TOKYO: 2}, {TOKYO: 2}))
+    wanted = Targets({LONDON: 1, ATLANTIS: 0}, {LONDON: 4, ATLANTIS: 0})
+    await store.set_targets(wanted)  # unfenced: no lease needed
+    assert (await store.load()).targets == wanted
+    assert await store.claim_targets(Targets({TOKYO: 9}, {TOKYO: 9})) == wanted
+    # Kept through commits, which bring no targets.
+    assert await store.acquire()
+    fence = store.fence
+    assert fence is not None
+    await store.commit(Commit(put_records=(record("p1"),)), fence=fence)
+    assert (await store.load()).targets == wanted
+
+
+async def test_stored_targets_expire_and_each_commit_refreshes_them(
+    server: RedisServer, make_store: MakeStore
+) -> None:
+    import redis.asyncio as aioredis
+
+    a = make_store(state_ttl=100)
+    await a.set_targets(Targets({TOKYO: 1}, {TOKYO: 1}))
+    async with aioredis.Redis.from_url(server.url) as r:
+        key = a.keys["targets"]
+        assert 90_000 < await r.pttl(key) <= 100_000
+        await r.pexpire(key, 5_000)
+        assert await a.acquire()
+        fence = a.fence
+        assert fence is not None
+        await a.commit(Commit(), fence=fence)  # a leader's commit, even an empty one
+        assert 90_000 < await r.pttl(key) <= 100_000
+        await r.pexpire(key, 5_000)
+        await a.claim_targets(Targets({TOKYO: 1}, {TOKYO: 1}))  # NX: leaves them as they are
+        assert await r.pttl(key) <= 5_000
+
+
+@pytest.mark.parametrize(
+    "value",
+    ['{"t": {"Tokyo": 2}, "m": {"Tokyo": 1}}', '{"t": {"Tokyo": -1}, "m": {"Tokyo": 0}}', "[1"],
+)
+async def test_unreadable_targets_are_a_store_error(
+    server: RedisServer, make_store: MakeStore, value: str
+) -> None:
+    import redis.asyncio as aioredis
+
+    a = make_store()
+    async with aioredis.Redis.from_url(server.url) as r:
+        await r.set(a.keys["targets"], value)
+    with pytest.raises(StoreError, match="unreadable targets"):
+        await a.load()
