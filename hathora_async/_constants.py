@@ -162,6 +162,9 @@ DEFAULT_POOL_STATE_TTL = 24 * 3600.0
 # The demo against a non-loopback API (real, billed processes) runs at most this
 # many processes per region unless --yes confirms more.
 DEMO_REAL_API_MAX_PER_REGION = 1
+# `preallocate` against a non-loopback API creates at most this many processes in
+# total unless --yes confirms more (they are billed).
+PREALLOCATE_REAL_API_MAX_TOTAL = 100
 # A live display redraws at most this often (seconds); the pool's is checked this often.
 LIVE_REDRAW_INTERVAL = 0.05
 POOL_DISPLAY_INTERVAL = 0.25
@@ -174,3 +177,7 @@ TABLE_MAX_CELL = 40
 # ThreadedFake (and so the pytest plugin): the longest a start, a stop or an admin
 # call waits for the fake's own thread; far above what loopback needs, well below CI's.
 FAKE_THREAD_TIMEOUT = 30.0
+# The fake's command line: its default port, and the largest --clock-offset either
+# way (seconds, ten years: far beyond any real skew, well within datetime's range).
+FAKE_DEFAULT_PORT = 8080
+FAKE_MAX_CLOCK_OFFSET = 10 * 365 * 86400.0

@@ -1058,6 +1058,15 @@ class WarmPool:
         wanted = coerce_region(region)
         return [pid for pid, r in self._records.items() if r.region == wanted]
 
+    def busy_process_ids(self) -> list[str]:
+        """The ids of the tracked processes hosting rooms (or draining), as last read.
+
+        After the exit, these are the ones it left running on purpose: stopping
+        one would end the matches it hosts. The rest of ``process_ids()`` then
+        are those it did not stop (``stop_on_exit=False``, or a stop failed).
+        """
+        return [pid for pid, record in self._records.items() if record.state == "busy"]
+
     @property
     def ready(self) -> bool:
         """True when every region has at least its target of idle processes."""

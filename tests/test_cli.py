@@ -486,6 +486,12 @@ async def test_exit_2_is_a_usage_or_configuration_error(quick: Fake) -> None:
         (("fake", "--boot-delay", "inf"), "finite"),
         (("fake", "--boot-failure-rate", "2"), "must be <= 1"),
         (("fake", "--port", "70000"), "port"),
+        (("fake", "--token", ""), "--token: must not be empty"),
+        (("fake", "--token", "two words"), "--token: must not contain whitespace"),
+        (("fake", "--token", "tab\there"), "--token: must not contain whitespace"),
+        (("fake", "--token", "bell\x07"), "control characters"),
+        (("fake", "--clock-offset", "-1e12"), "--clock-offset: must be >="),
+        (("fake", "--clock-offset=1e12"), "--clock-offset: must be <="),
         (("processes", "list", "--base-url", "ftp://example"), "base_url"),
         ((), "COMMAND"),
     ],
@@ -493,6 +499,10 @@ async def test_exit_2_is_a_usage_or_configuration_error(quick: Fake) -> None:
 def test_more_usage_errors_exit_2(
     quick: Fake, inproc: Callable[..., Result], args: tuple[str, ...], says: str
 ) -> None:
+    if (
+        args[:1] == ("fake",) and "--port" not in args
+    ):  # a taken port: a fake that wrongly accepts its flags ends too
+        args = (*args, "--port", str(quick.port))
     result = inproc(quick, *args)
     assert result.code == 2 and result.out == "" and says in result.err
 
@@ -548,6 +558,62 @@ async def test_preallocate_without_waiting(quick: Fake, inproc: Callable[..., Re
     assert unwaited.code == 0, unwaited.err
     assert len(unwaited.json()["starting"]) == 2 and unwaited.json()["ready"] == []
     await _stop_live(quick, ["Sao_Paulo"], expected=2)
+
+
+async def test_preallocate_json_says_how_each_slot_failed(inproc: Callable[..., Result]) -> None:
+    async def failed(flags: tuple[str, ...], *plan: str, **fake: Any) -> list[dict[str, Any]]:
+        async with FakeHathora(**fake) as server:
+            own = Fake(None, server.url, server.token, server.app_id)
+            done = await asyncio.to_thread(inproc, own, "preallocate", *plan, "--json", *flags)
+            assert done.code == 4, done.err
+            return sorted(done.json()["failed"], key=lambda f: f["region"])
+
+    quick = ("--poll-interval", "0.05")
+    refused, booted = await failed(quick, "Seattle=1", "Atlantis=1", boot_failure_rate=1.0)
+    assert booted["processId"] and booted["outcomeUnknown"] is False
+    assert (booted["httpStatus"], booted["processStatus"]) == (None, "failed")
+    assert refused["processId"] is None and "status" not in refused
+    assert (refused["httpStatus"], refused["processStatus"]) == (404, None)
+    [late] = await failed(("--timeout", "0.3", *quick), "Tokyo=1", boot_delay=120.0)
+    assert late["processId"] and (late["httpStatus"], late["processStatus"]) == (None, "starting")
+
+
+class _Opened(Exception):
+    """Raised instead of opening a client: the command got past its checks."""
+
+
+@pytest.mark.parametrize(
+    ("url", "plan", "flags", "refused"),
+    [
+        ("https://api.example.invalid", ["Seattle=60", "Tokyo=41"], [], True),
+        ("https://api.example.invalid", ["Seattle=101"], ["--no-wait"], True),
+        ("https://api.example.invalid", ["Seattle=60", "Tokyo=40"], [], False),
+        ("https://api.example.invalid", ["Seattle=60", "Tokyo=41"], ["--yes"], False),
+        ("http://127.0.0.1:9", ["Seattle=500"], [], False),  # loopback: a fake, not billed
+    ],
+)
+def test_preallocate_refuses_over_100_billed_processes_before_any_io(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    url: str,
+    plan: list[str],
+    flags: list[str],
+    refused: bool,
+) -> None:
+    def opened(*args: Any, **kwargs: Any) -> None:
+        raise _Opened
+
+    monkeypatch.setattr("hathora_async.cli._context.open_client", opened)
+    monkeypatch.setenv("HATHORA_TOKEN", "t")
+    monkeypatch.setenv("HATHORA_APP_ID", "app-1")
+    monkeypatch.setenv("HATHORA_BASE_URL", url)
+    if not refused:
+        with pytest.raises(_Opened):
+            main(["preallocate", *plan, *flags])
+        return
+    assert main(["preallocate", *plan, *flags]) == 2
+    err = capsys.readouterr().err
+    assert "refusing to create 101 processes, more than 100" in err and "--yes" in err
 
 
 @pytest.mark.parametrize(
@@ -640,15 +706,20 @@ async def _interrupt_twice(fake: Fake, server: FakeHathora) -> None:
     assert _alive(server, "Los_Angeles") == []
 
 
+async def _give_up(run: Proc, fake: Fake, second: signal.Signals = signal.SIGINT) -> Result:
+    """Interrupt ``run``, again during its clean-up, and a third time to give it up."""
+    run.popen.send_signal(signal.SIGINT)
+    await asyncio.to_thread(run.wait_for, "err", lambda line: "SIGINT: ending" in line)
+    run.popen.send_signal(second)
+    await asyncio.to_thread(run.wait_for, "err", lambda line: "still stopping" in line)
+    run.popen.send_signal(signal.SIGINT)
+    return _check_no_token(await asyncio.to_thread(run.finish), fake.token)
+
+
 async def _interrupt_thrice(fake: Fake, server: FakeHathora) -> None:
     run = spawn(fake, "preallocate", "London=2", "--plain")
     await asyncio.to_thread(run.wait_for, "err", lambda line: "all creates answered" in line)
-    run.popen.send_signal(signal.SIGINT)
-    await asyncio.to_thread(run.wait_for, "err", lambda line: "SIGINT: ending" in line)
-    run.popen.send_signal(signal.SIGTERM)
-    await asyncio.to_thread(run.wait_for, "err", lambda line: "still stopping" in line)
-    run.popen.send_signal(signal.SIGINT)
-    done = _check_no_token(await asyncio.to_thread(run.finish), fake.token)
+    done = await _give_up(run, fake, signal.SIGTERM)
     assert done.code == 130, done.err
     assert "giving up" in done.err
     # The stops were cut short: both processes still run, named with how to stop them.
@@ -662,6 +733,52 @@ async def test_a_second_interrupt_lets_the_clean_up_finish_a_third_gives_up(
 ) -> None:
     # Both at once, in different regions: each spends its time waiting on the slow stops.
     await asyncio.gather(_interrupt_twice(*slow_stops), _interrupt_thrice(*slow_stops))
+
+
+async def test_a_demo_whose_clean_up_is_given_up_names_what_is_left_once_on_stderr(
+    slow_stops: tuple[Fake, FakeHathora],
+) -> None:
+    fake, server = slow_stops
+    run = spawn(fake, "demo", "--regions", "Mumbai", "--per-region", "2", "--plain")
+    await asyncio.to_thread(run.wait_for, "out", lambda line: "all creates answered" in line)
+    done = await _give_up(run, fake)
+    assert done.code == 130, done.err
+    left = _alive(server, "Mumbai")
+    assert len(left) == 2
+    for pid in left:  # once, with how to stop it; not in the demo's own output
+        assert done.err.count(pid) == 1 and pid not in done.out, (done.out, done.err)
+    assert "processes stop ID" in done.err
+    async with fake.client() as client:
+        await asyncio.gather(*(client.processes.stop_process(pid) for pid in left))
+
+
+async def test_a_pool_leaves_busy_processes_on_purpose_and_names_those_it_could_not_stop() -> None:
+    async with FakeHathora(boot_delay=0.05, seed=5) as server:
+        fake = Fake(None, server.url, server.token, server.app_id)
+        run = spawn(fake, "pool", "Dubai=1", "--poll-interval", "0.05", "--json")
+        first = json.loads(await asyncio.to_thread(run.wait_for, "out", _idle_filled))
+        assert first["regions"]["Dubai"]["idle"] == 1
+        [busy] = _alive(server, "Dubai")
+        server.set_rooms_allocated(busy, 1)  # a match landed on it
+        await asyncio.to_thread(
+            run.wait_for, "out", lambda line: _idle_filled(line) and '"busy": 1' in line
+        )
+        [idle] = [pid for pid in _alive(server, "Dubai") if pid != busy]
+        server.faults.add("stop_process", Fault(status=400))  # the exit's stop of the idle one
+        run.popen.send_signal(signal.SIGINT)
+        done = _check_no_token(await asyncio.to_thread(run.finish), fake.token)
+        assert done.code == 130, done.err
+        assert sorted(_alive(server, "Dubai")) == sorted([busy, idle])
+        hosting, _, rest = done.err.partition("left running on purpose: ")
+        assert "1 process this command created hosts matches" in hosting
+        assert rest.startswith(busy) and done.err.count(busy) == 1, done.err
+        assert f"1 process this command created may still run: {idle}" in done.err
+        assert "processes stop ID" in rest.split(busy, 1)[1]
+
+
+def _idle_filled(line: str) -> bool:
+    regions = json.loads(line)["regions"].values()
+    return all(r["idle"] == r["target"] for r in regions)
 
 
 # -- fake and demo --------------------------------------------------------------------
@@ -688,6 +805,48 @@ def test_the_fakes_own_command_line_explains_a_taken_port(
     assert f"cannot listen on 127.0.0.1:{quick.port}" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("flags", [["--clock-offset", "-1e3"], ["--clock-offset", "-5"]])
+@pytest.mark.parametrize("own", [True, False])
+def test_the_fake_takes_a_negative_clock_offset_in_any_notation(
+    quick: Fake, capsys: pytest.CaptureFixture[str], flags: list[str], own: bool
+) -> None:
+    # Parsed, then refused only for the port taken: the value was a value, not an option.
+    argv = [*flags, "--port", str(quick.port)]
+    code = fake_main(argv) if own else main(["fake", *argv])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot listen" in err and "expected one argument" not in err
+
+
+def test_an_unresolvable_host_names_the_host_flag(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    resolve = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == "no-such-host.invalid":  # as a resolver says it, without asking one
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return resolve(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    assert fake_main(["--host", "no-such-host.invalid", "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot listen on no-such-host.invalid:0: Name or service not known" in err
+    assert "check --host" in err and "--port" not in err
+
+
+@pytest.mark.parametrize("own", [True, False])
+def test_the_fakes_help_shows_its_default_port_and_only_its_exit_statuses(
+    capsys: pytest.CaptureFixture[str], own: bool
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        fake_main(["--help"]) if own else main(["fake", "--help"])
+    assert exited.value.code == 0
+    text = capsys.readouterr().out
+    assert "(default: 8080; 0: any free port)" in text
+    statuses = re.findall(r"^  (\d+) ", text.split("exit status:")[1], re.M)
+    assert statuses == ["0", "2"]
+
+
 async def test_the_demo_stops_early_on_a_refused_token(quick: Fake) -> None:
     refused = await cli(quick, "demo", env=quick.env(HATHORA_TOKEN="wrong-token"))
     assert refused.code == 1
@@ -701,7 +860,7 @@ async def test_the_demo_says_when_it_talks_to_a_local_server(quick: Fake) -> Non
     assert f"Using a local server at {quick.url}" in done.out
     assert "real Hathora API" not in done.out
     assert "Pre-allocating 2 processes" in done.out  # no cap: nothing is billed
-    assert "Stopped 2 of 2 processes created." in done.out
+    assert "Stopped 2 of the 2 processes created." in done.out
 
 
 async def test_sigterm_during_the_demo_stops_what_it_created() -> None:

@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -62,11 +63,17 @@ def test_the_demo_ends_on_its_own_with_a_summary_and_stops_everything() -> None:
     total = rows["total"]
     assert total[0] == "42" and int(total[1]) + int(total[2]) == 42
     assert int(total[1]) > 30  # only a few boot failures
-    assert "Stopped 42 of 42 processes created." in out
+    # Processes that failed to boot have ended: not stopped, and not counted as stopped.
+    ended = int(total[2])
+    said = f"Stopped {42 - ended} of the 42 processes created"
+    assert (f"{said}; {ended} had already ended." if ended else f"{said}.") in out, out
     assert "Processes still alive on the fake: 0" in out
     # Rooms timed warm (landing on a pre-allocated process) and cold (a new process).
+    # A cold room whose new process failed to boot (5% do) is timed again, and says so.
     rooms = re.findall(
-        r"^\| (\w+)\s+\| (\d+) ms \(pre-allocated\)\s+\| (\d+) ms \(new process\)", out, re.M
+        r"^\| (\w+)\s+\| (\d+) ms \(pre-allocated\)\s+\| (\d+) ms \(new process(?:, 2nd try)?\)",
+        out,
+        re.M,
     )
     assert len(rooms) == 3, out
     for _region, warm_ms, cold_ms in rooms:
@@ -107,12 +114,13 @@ async def test_live_mode_redraws_in_place(monkeypatch: pytest.MonkeyPatch) -> No
         regions=(Region.SEATTLE, Region.TOKYO),
         live=True,
         fake_boot_delay=(0.05, 0.2),
+        fake_boot_failure_rate=0.0,  # every count below is exact
     )
     assert await run_demo(settings, out) == 0
     text = out.getvalue()
     assert "\x1b[2A" in text  # cursor up over the two region lines
-    assert re.search(r"Seattle\s+\[[#x]{2}\]", text)
-    assert "Stopped 4 of 4 processes created." in text
+    assert re.search(r"Seattle\s+\[#{2}\]", text)
+    assert "Stopped 4 of the 4 processes created." in text
 
 
 def test_percentile_is_nearest_rank() -> None:
@@ -156,13 +164,15 @@ async def test_a_demo_interrupted_while_timing_rooms_still_stops_everything(
         monkeypatch.delenv(key, raising=False)
     # "Done in" is printed just before the rooms are timed on the pre-allocated processes.
     out = _Watch("Done in")
-    settings = DemoSettings(per_region=1, live=False, fake_boot_delay=(0.05, 0.1))
+    settings = DemoSettings(
+        per_region=1, live=False, fake_boot_delay=(0.05, 0.1), fake_boot_failure_rate=0.0
+    )
     task = asyncio.create_task(run_demo(settings, out))
     await out.seen.wait()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert "Stopped 14 of 14 processes created." in out.getvalue()
+    assert "Stopped 14 of the 14 processes created." in out.getvalue()
 
 
 async def _someone_elses_match(
@@ -226,3 +236,65 @@ def _table_rows_3(output: str) -> dict[str, list[str]]:
         if line.startswith("| ") and len(cells) == 3:
             rows[cells[0]] = cells[1:]
     return rows
+
+
+def _failing_boots(monkeypatch: pytest.MonkeyPatch, fake: FakeHathora, *failing: int) -> None:
+    """Make the fake's processes created ``failing``-th (1-based) fail to boot."""
+    create = fake.world.create_process
+    made = 0
+
+    def create_process(*args: Any, **kwargs: Any) -> Any:
+        nonlocal made
+        made += 1
+        process = create(*args, **kwargs)
+        process.boot_fails = made in failing
+        return process
+
+    monkeypatch.setattr(fake.world, "create_process", create_process)
+
+
+async def _demo_on(
+    monkeypatch: pytest.MonkeyPatch, fake: FakeHathora, per_region: int = 1
+) -> tuple[int, str]:
+    monkeypatch.setenv("HATHORA_TOKEN", fake.token)
+    monkeypatch.setenv("HATHORA_APP_ID", fake.app_id)
+    monkeypatch.setenv("HATHORA_BASE_URL", str(fake.url))
+    out = io.StringIO()
+    settings = DemoSettings(per_region=per_region, regions=(Region.SEATTLE,), live=False)
+    return await run_demo(settings, out), out.getvalue()
+
+
+async def test_a_cold_room_whose_new_process_fails_to_boot_is_timed_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Process 1 is pre-allocated; 2 is the cold room's, and fails to boot; 3 is the retry's.
+    async with FakeHathora(boot_delay=0.2) as fake:
+        _failing_boots(monkeypatch, fake, 2)
+        code, output = await _demo_on(monkeypatch, fake)
+        assert code == 0, output
+        warm, cold = _table_rows_3(output)["Seattle"]
+        assert warm.endswith(" ms (pre-allocated)")
+        assert re.fullmatch(r"\d+ ms \(new process, 2nd try\)", cold), output
+        first, second = (p["processId"] for p in fake.processes()[1:])
+        assert f"its new process {first} failed to boot; timed a second room" in output
+        assert fake.process(first)["startedAt"] is None  # it never ran
+        assert fake.process(second)["status"] in ("stopping", "stopped")  # the demo stopped it
+
+
+async def test_a_cold_room_is_retried_once_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    async with FakeHathora(boot_delay=0.2) as fake:
+        _failing_boots(monkeypatch, fake, 2, 3)
+        code, output = await _demo_on(monkeypatch, fake)
+        assert code == 0, output
+        assert _table_rows_3(output)["Seattle"][1] == "failed: RoomDestroyedError"
+        assert fake.processes_created == 3
+
+
+async def test_processes_that_failed_to_boot_are_not_counted_as_stopped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with FakeHathora(boot_delay=0.2) as fake:
+        _failing_boots(monkeypatch, fake, 1)  # one of the three pre-allocated
+        code, output = await _demo_on(monkeypatch, fake, per_region=3)
+        assert code == 0, output
+        assert "Stopped 2 of the 3 processes created; 1 had already ended." in output

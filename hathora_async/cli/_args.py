@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Container, Sequence
 from typing import TypeVar
 
 from ..models import OpenEnum, ProcessStatus, Region, coerce_region
@@ -23,6 +23,8 @@ __all__ = [
     "status",
     "known_regions",
     "plan_item",
+    "token",
+    "attach_values",
 ]
 
 _E = TypeVar("_E", bound=OpenEnum)
@@ -72,6 +74,50 @@ def port(text: str) -> int:
     if value > 65535:
         raise argparse.ArgumentTypeError(f"must be a port from 0 to 65535, got {text!r}")
     return value
+
+
+def token(text: str) -> str:
+    """A bearer token: not empty, and no whitespace or control characters (an HTTP
+    header could not carry them as the client sends them)."""
+    if not text:
+        raise argparse.ArgumentTypeError("must not be empty")
+    if any(c.isspace() or not c.isprintable() for c in text):
+        raise argparse.ArgumentTypeError("must not contain whitespace or control characters")
+    return text
+
+
+def attach_values(argv: Sequence[str], flags: Container[str]) -> list[str]:
+    """``--flag -1e3`` as ``--flag=-1e3`` for each of ``flags`` followed by a number.
+
+    argparse reads an argument that starts with ``-`` as an option unless it
+    is a plain negative number (``-5``, ``-0.5``): ``-1e12`` would be
+    "expected one argument". Written ``--flag=-1e12`` it is a value.
+    """
+    out: list[str] = []
+    items = iter(argv)
+    for item in items:
+        if item == "--":
+            out.extend([item, *items])
+            break
+        if item in flags:
+            value = next(items, None)
+            if value is not None and value.startswith("-") and _is_number(value):
+                out.append(f"{item}={value}")
+                continue
+            out.append(item)
+            if value is not None:
+                out.append(value)
+            continue
+        out.append(item)
+    return out
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _squash(name: str) -> str:

@@ -43,10 +43,21 @@ class Context:
             print(text, file=self.out)
 
 
-def api(command: Callable[[Context], Awaitable[int]], *, needs_token: bool = True) -> Runner:
-    """Run ``command`` with a client configured from the flags and the environment."""
+def api(
+    command: Callable[[Context], Awaitable[int]],
+    *,
+    needs_token: bool = True,
+    check: Callable[[argparse.Namespace], None] | None = None,
+) -> Runner:
+    """Run ``command`` with a client configured from the flags and the environment.
+
+    ``check(args)``, if given, runs first, before any client exists: it raises
+    ``ConfigError`` for arguments that must not reach the API.
+    """
 
     async def run(args: argparse.Namespace, ledger: Ledger) -> int:
+        if check is not None:
+            check(args)
         async with open_client(args, needs_token=needs_token) as client:
             return await command(Context(args, client, ledger, sys.stdout, sys.stderr))
 

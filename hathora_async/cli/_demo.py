@@ -23,8 +23,8 @@ from yarl import URL
 
 from .. import _constants as C
 from ..client import HathoraClient
-from ..errors import HathoraError
-from ..models import ProcessStatus, Region, RoomConnectionData
+from ..errors import HathoraError, RoomDestroyedError
+from ..models import ProcessStatus, ProcessV2, Region, RoomConnectionData
 from ..prealloc import PreallocationResult
 from ..testing import FakeHathora
 from ._config import ConfigError, describe_target, is_local
@@ -54,6 +54,7 @@ class DemoSettings:
     rate_limit: float | None = None  # the embedded fake's gateway limit (issue 12)
     live: bool | None = None  # None: redraw in place only when the output is a terminal
     fake_boot_delay: tuple[float, float] = FAKE_BOOT_DELAY
+    fake_boot_failure_rate: float = FAKE_BOOT_FAILURE_RATE
     room_regions: int = 3  # regions where a room is timed, warm and cold
     confirmed: bool = False  # --yes: more than the cap per region on a billed API
 
@@ -94,14 +95,14 @@ async def _connect(
     fake = FakeHathora(
         boot_delay=(low, high),
         latency=FAKE_LATENCY,
-        boot_failure_rate=FAKE_BOOT_FAILURE_RATE,
+        boot_failure_rate=settings.fake_boot_failure_rate,
         seed=settings.seed,
         rate_limit=settings.rate_limit,
     )
     async with fake:
         print(
             f"Using an embedded fake Hathora at {fake.url} (boot {low:g}-{high:g}s, "
-            f"{FAKE_BOOT_FAILURE_RATE:.0%} boot failures; "
+            f"{settings.fake_boot_failure_rate:.0%} boot failures; "
             f"set {C.ENV_TOKEN} and {C.ENV_APP_ID} for the real API).",
             file=out,
         )
@@ -160,8 +161,10 @@ async def _before(client: HathoraClient, region: Region) -> _Before:
     return _Before(frozenset(p.process_id for p in listed), newest)
 
 
-async def _started_for(client: HathoraClient, room: RoomConnectionData, before: _Before) -> bool:
-    """True only when the room's process provably exists for this room alone.
+async def _started_for(
+    client: HathoraClient, room: RoomConnectionData, before: _Before
+) -> ProcessV2 | None:
+    """The room's process, only when it provably exists for this room alone; else None.
 
     It was not among the region's live processes listed before the room was
     created, it is newer than each of them (the list holds only the latest
@@ -169,15 +172,20 @@ async def _started_for(client: HathoraClient, room: RoomConnectionData, before: 
     else's process, hosting their matches: the demo must never stop it.
     """
     if room.process_id in before.ids:
-        return False
+        return None
     try:
         process = await client.processes.get_process_info(room.process_id)
         rooms = await client.rooms.get_active_rooms_for_process(room.process_id)
     except HathoraError:
-        return False  # not provable
+        return None  # not provable
     if before.newest is not None and not process.created_at > before.newest:
-        return False
-    return {r.room_id for r in rooms} <= {room.room_id}
+        return None
+    return process if {r.room_id for r in rooms} <= {room.room_id} else None
+
+
+def _never_booted(process: ProcessV2 | None) -> bool:
+    """The process ended (failed, or stopped) without ever running."""
+    return process is not None and process.started_at is None and process.status not in _LIVE
 
 
 @attrs.frozen
@@ -185,9 +193,20 @@ class _Timed:
     took: float
     room: RoomConnectionData
     placement: str  # WARM, COLD or FOREIGN
+    # The process the first room landed on, which failed to boot (the room was retried).
+    failed_boot: str | None = None
 
 
-async def _time_room(
+class _BootFailed(Exception):
+    """A cold room's new process ended without booting: the room was destroyed."""
+
+    def __init__(self, process_id: str, cause: HathoraError) -> None:
+        super().__init__(f"process {process_id} failed to boot: {cause}")
+        self.process_id = process_id
+        self.cause = cause
+
+
+async def _time_room_once(
     client: HathoraClient,
     region: Region,
     preallocated: Set[str],
@@ -195,30 +214,43 @@ async def _time_room(
     ledger: Ledger,
 ) -> _Timed:
     """Create a room, time it to active, destroy it; stop its process only if the
-    room provably started it (the demo's billed cold start)."""
+    room provably started it (the demo's billed cold start).
+
+    Raises ``_BootFailed`` when the room's process was started for it and
+    ended without booting, taking the room with it.
+    """
     before = await _before(client, region)
     started = time.monotonic()
     room = await client.rooms.create_room(region)
     placement: str | None = None  # None: the wait did not end well
+    failure: HathoraError | None = None
+    own: ProcessV2 | None = None
     try:
         await client.rooms.wait_for_room(room.room_id, poll_interval=poll_interval)
         took = time.monotonic() - started
         if room.process_id in preallocated:
             placement = WARM  # stopped with the other pre-allocated processes
         else:
-            placement = COLD if await _started_for(client, room, before) else FOREIGN
+            own = await _started_for(client, room, before)
+            placement = COLD if own is not None else FOREIGN
         return _Timed(took, room, placement)
+    except RoomDestroyedError as exc:
+        failure = exc
+        raise
     finally:
         # Also when the wait failed or was interrupted: the room is the demo's.
         with contextlib.suppress(HathoraError):
             await client.rooms.destroy_room(room.room_id)
         if placement is None and room.process_id not in preallocated:
-            placement = COLD if await _started_for(client, room, before) else FOREIGN
+            own = await _started_for(client, room, before)
+            placement = COLD if own is not None else FOREIGN
         if placement == COLD:
             ledger.add(room.process_id)
             with contextlib.suppress(HathoraError):
                 await client.processes.stop_process(room.process_id)
                 ledger.discard(room.process_id)
+        if failure is not None and placement == COLD and _never_booted(own):
+            raise _BootFailed(room.process_id, failure) from failure
 
 
 async def _time_rooms(
@@ -235,19 +267,34 @@ async def _time_rooms(
     ``preallocated`` (warm), on a process started for it (cold, then stopped),
     or on a process the demo did not make (left running: it may host matches).
     """
-    outcomes = await asyncio.gather(
-        *(_time_room(client, r, preallocated, poll_interval, ledger) for r in regions),
-        return_exceptions=True,
-    )
+
+    async def time_room(region: Region) -> _Timed:
+        # Once more on a new process when the process started for the first room
+        # failed to boot: a cold start the demo could not time.
+        try:
+            return await _time_room_once(client, region, preallocated, poll_interval, ledger)
+        except _BootFailed as failed:
+            timed = await _time_room_once(client, region, preallocated, poll_interval, ledger)
+            return attrs.evolve(timed, failed_boot=failed.process_id)
+
+    outcomes = await asyncio.gather(*map(time_room, regions), return_exceptions=True)
     cells: dict[Region, str] = {}
     for region, outcome in zip(regions, outcomes, strict=True):
         if isinstance(outcome, BaseException):
             if not isinstance(outcome, Exception):
                 raise outcome
-            cells[region] = f"failed: {type(outcome).__name__}"
+            cause = outcome.cause if isinstance(outcome, _BootFailed) else outcome
+            cells[region] = f"failed: {type(cause).__name__}"
             print(f"  room in {region.value} failed: {outcome}", file=out)
             continue
-        cells[region] = f"{outcome.took * 1000:.0f} ms ({outcome.placement})"
+        retried = ", 2nd try" if outcome.failed_boot is not None else ""
+        cells[region] = f"{outcome.took * 1000:.0f} ms ({outcome.placement}{retried})"
+        if outcome.failed_boot is not None:
+            print(
+                f"  room in {region.value}: its new process {outcome.failed_boot} failed to "
+                "boot; timed a second room, from its own CreateRoom",
+                file=out,
+            )
     return cells
 
 
@@ -308,13 +355,22 @@ async def run_demo(
         ids = result.created + [p.process_id for p in result.strays]
         for process_id in ids:
             ledger.add(process_id)
+        # Failed to boot (or stopped meanwhile): nothing to stop, and not counted as stopped.
+        ended = {
+            f.process_id
+            for f in result.failed
+            if f.process_id is not None and f.process is not None and f.process.status not in _LIVE
+        }
+        for process_id in ended:
+            ledger.discard(process_id)
+        to_stop = [pid for pid in ids if pid not in ended]
         room_regions = [r for r in plan if result.ready.get(r)][: settings.room_regions]
         try:
             warm = await _time_rooms(client, room_regions, set(ids), poll[0], out, ledger)
         finally:
             # Billed processes: stopped even when interrupted while rooms are timed.
-            stopped = await _stop_all(client, ids, settings.concurrency, ledger)
-            print(f"\nStopped {stopped} of {len(ids)} processes created.", file=out)
+            stopped = await _stop_all(client, to_stop, settings.concurrency, ledger)
+            print(f"\n{_stopped_line(stopped, len(ids), len(ended))}", file=out)
         if room_regions:
             # With every pre-allocated process gone, a room must wait for a new process.
             cold = await _time_rooms(client, room_regions, set(), poll[0], out, ledger)
@@ -322,4 +378,10 @@ async def run_demo(
         if fake is not None:
             alive = sum(p["status"] in ("starting", "running") for p in fake.processes())
             print(f"Processes still alive on the fake: {alive}", file=out)
-        return 0 if stopped == len(ids) else 1
+        return 0 if stopped == len(to_stop) else 1
+
+
+def _stopped_line(stopped: int, created: int, ended: int) -> str:
+    """``Stopped 40 of the 42 processes created; 2 had already ended.``"""
+    line = f"Stopped {stopped} of the {created} processes created"
+    return f"{line}; {ended} had already ended." if ended else f"{line}."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import time
@@ -14,14 +15,14 @@ from ..errors import ApiError, NotFoundError
 from ..models import ProcessStatus, Region
 from ..pool import RegionCounts, WarmPool
 from ..prealloc import PreallocationFailure, PreallocationResult
-from ._config import ConfigError
+from ._config import ConfigError, base_url, is_local
 from ._context import Context, check_access
 from ._exit import Exit, is_create
 from ._live import Display, wants_live
 from ._output import print_json, process_rows
 from ._progress import PreallocProgress, summary_table
 
-__all__ = ["preallocate", "pool", "plan_of"]
+__all__ = ["preallocate", "pool", "plan_of", "confirm_billed"]
 
 
 def plan_of(items: Iterable[tuple[Region, int]]) -> dict[Region, int]:
@@ -34,13 +35,30 @@ def plan_of(items: Iterable[tuple[Region, int]]) -> dict[Region, int]:
     return plan
 
 
+def confirm_billed(args: argparse.Namespace) -> None:
+    """Refuse, before any I/O, more than ``PREALLOCATE_REAL_API_MAX_TOTAL`` processes
+    against a non-loopback (billed) API without ``--yes``; a loopback one is a fake."""
+    total = sum(plan_of(args.plan).values())
+    cap = C.PREALLOCATE_REAL_API_MAX_TOTAL
+    if total <= cap or args.yes or is_local(base_url(args)):
+        return
+    raise ConfigError(
+        f"refusing to create {total} processes, more than {cap}: these processes are "
+        f"billed. Pass --yes to create {total}."
+    )
+
+
 def _failure_json(failure: PreallocationFailure) -> dict[str, Any]:
-    error = failure.error
+    """A failed slot: ``httpStatus`` when the API answered an error (else null: a boot
+    failure, a timeout, a network error); ``processStatus`` the process's last known
+    status (null when no process was made or it was never read)."""
+    error, process = failure.error, failure.process
     return {
         "region": failure.region.value,
         "processId": failure.process_id,
         "outcomeUnknown": failure.outcome_unknown,
-        "status": error.status if isinstance(error, ApiError) else None,
+        "httpStatus": error.status if isinstance(error, ApiError) else None,
+        "processStatus": process.status.value if process is not None else None,
         "error": str(error),
     }
 
@@ -198,8 +216,9 @@ async def pool(ctx: Context) -> int:
                 while True:  # until interrupted: the exit stops what the pool made
                     _give_up_on_a_missing_region(warm)
                     view.refresh(warm, ctx.out if args.json else None)
-                    ctx.ledger.replace(warm.process_ids())
+                    ctx.ledger.replace(warm.process_ids(), hosting=warm.busy_process_ids())
                     await asyncio.sleep(C.POOL_DISPLAY_INTERVAL)
     finally:
-        # What the exit did not stop (busy processes, --keep, errors) is what is left.
-        ctx.ledger.replace(warm.process_ids())
+        # What the exit did not stop is what is left: busy processes (on purpose:
+        # they host matches), and with --keep or after a failed stop, idle ones.
+        ctx.ledger.replace(warm.process_ids(), hosting=warm.busy_process_ids())

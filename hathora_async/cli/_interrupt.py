@@ -36,6 +36,7 @@ class Ledger:
         self.cleans_up = False
         self.made = 0
         self._running: dict[str, None] = {}
+        self._hosting: set[str] = set()  # of those, left running on purpose: they host matches
 
     def add(self, item_id: str) -> None:
         if item_id not in self._running:
@@ -45,15 +46,22 @@ class Ledger:
     def discard(self, item_id: str) -> None:
         self._running.pop(item_id, None)
 
-    def replace(self, item_ids: Iterable[str]) -> None:
-        """What still runs is exactly ``item_ids`` (a pool's own account)."""
+    def replace(self, item_ids: Iterable[str], *, hosting: Iterable[str] = ()) -> None:
+        """What still runs is exactly ``item_ids`` (a pool's own account), of which
+        ``hosting`` host matches: left running on purpose, not to be stopped."""
         ids = list(item_ids)
         for item_id in ids:
             self.add(item_id)
         self._running = dict.fromkeys(ids)
+        self._hosting = set(hosting) & set(ids)
 
     def left(self) -> list[str]:
+        """What may still run, hosting matches or not."""
         return list(self._running)
+
+    def hosting(self) -> list[str]:
+        """What is left running on purpose: it hosts matches."""
+        return [item_id for item_id in self._running if item_id in self._hosting]
 
     def noun(self, count: int) -> str:
         """``3 processes``, ``1 room``."""
@@ -85,7 +93,7 @@ class Interrupts:
             self._say(f"{name}: ending{doing}...", first=True)
             self.task.cancel()
         elif self.count == 2 and ledger.cleans_up:
-            left = ledger.left()
+            left = [item_id for item_id in ledger.left() if item_id not in ledger.hosting()]
             self._say(
                 f"{name}: still stopping what this command created "
                 f"({ledger.noun(len(left))} not yet stopped); "
@@ -98,7 +106,14 @@ class Interrupts:
     def report(self) -> None:
         """Say how the interrupted command ended: what it stopped, what may still run."""
         ledger = self.ledger
-        left = ledger.left()
+        hosting = ledger.hosting()
+        left = [item_id for item_id in ledger.left() if item_id not in hosting]
+        if hosting:
+            hosts = "hosts" if len(hosting) == 1 else "host"
+            self._say(
+                f"interrupted; {ledger.noun(len(hosting))} this command created {hosts} "
+                f"matches; left running on purpose: {' '.join(hosting)}"
+            )
         if left:
             what = "stop" if ledger.kind == "process" else "destroy"
             group = "processes" if ledger.kind == "process" else "rooms"
@@ -106,6 +121,8 @@ class Interrupts:
                 f"interrupted; {ledger.noun(len(left))} this command created may still "
                 f"run: {' '.join(left)}\n  {what} each with: {PROG} {group} {what} ID"
             )
+        elif hosting:
+            return  # said above
         elif ledger.cleans_up and ledger.made:
             made = ledger.noun(ledger.made)
             self._say(f"interrupted; nothing it created is left running ({made} created)")

@@ -76,6 +76,8 @@ class _LogHandler(logging.Handler):
         self._last, self._repeats = None, 0
 
     def emit(self, record: logging.LogRecord) -> None:
+        if _said_by_the_command(record):
+            return
         try:
             line = f"{PROG}: {record.levelname.lower()}: {self.format(record)}"
             if line == self._last:
@@ -86,6 +88,17 @@ class _LogHandler(logging.Handler):
             self.write(line)
         except Exception:  # logging must never break the command
             self.handleError(record)
+
+
+def _said_by_the_command(record: logging.LogRecord) -> bool:
+    """A warning listing the processes a pre-allocation left when it ended early.
+
+    Every command that pre-allocates keeps a ledger of them and names what is
+    left once, with how to stop it, as it exits: the library's own list would
+    say the same ids twice.
+    """
+    msg = str(record.msg)
+    return msg.startswith("preallocate ended early") and "were not stopped" in msg
 
 
 _LOG_HANDLER = _LogHandler()
@@ -121,8 +134,16 @@ class Display:
 
     def __enter__(self) -> Display:
         self._previous_write = _LOG_HANDLER.write
-        _LOG_HANDLER.write = self.message
+        _LOG_HANDLER.write = self._log
         return self
+
+    def _log(self, line: str) -> None:
+        # Above the block while it is drawn; else where warnings always go (stderr),
+        # not into the plain lines (the demo writes those to stdout).
+        if self.live or self._previous_write is None:
+            self.message(line)
+        else:
+            self._previous_write(line)
 
     def __exit__(
         self,

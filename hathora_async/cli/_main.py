@@ -8,6 +8,8 @@ import os
 import sys
 
 from ..errors import HathoraError
+from ..testing.__main__ import SIGNED_FLAGS
+from ._args import attach_values
 from ._config import ConfigError, base_url
 from ._exit import Exit, describe, exit_code_for
 from ._interrupt import PROG, Interrupts, Ledger, catch_signals
@@ -62,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     argv0 = os.path.basename(sys.argv[0]) if sys.argv else PROG
     prog = "python -m hathora_async" if argv0 == "__main__.py" else PROG
     parser = build_parser(prog)
-    args = parser.parse_args(argv)
+    # `fake --clock-offset -1e3`: a negative number is a value, not an option.
+    args = parser.parse_args(attach_values(sys.argv[1:] if argv is None else argv, SIGNED_FLAGS))
     if getattr(args, "run", None) is None:
         parser.print_help(sys.stderr)
         return Exit.USAGE

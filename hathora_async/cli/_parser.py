@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from .. import _constants as C
 from .._version import __version__
 from ..models import ProcessStatus, Region
+from ..testing.__main__ import EXIT_CODES_HELP as FAKE_EXIT_CODES_HELP
 from ..testing.__main__ import add_arguments as add_fake_arguments
 from . import _fleet, _processes, _rooms
 from ._args import count, known_regions, number, plan_item, region, status
@@ -100,6 +101,7 @@ class _Builder:
         *,
         parents: tuple[argparse.ArgumentParser, ...] = (),
         description: str | None = None,
+        epilog: str = EXIT_CODES_HELP,
     ) -> argparse.ArgumentParser:
         parser: argparse.ArgumentParser = self.group.add_parser(
             name,
@@ -107,7 +109,7 @@ class _Builder:
             description=description or help[:1].upper() + help[1:] + ".",
             parents=list(parents),
             formatter_class=_Formatter,
-            epilog=EXIT_CODES_HELP,
+            epilog=epilog,
         )
         parser.set_defaults(run=runner)
         return parser
@@ -119,12 +121,13 @@ class _Builder:
         help: str,
         *,
         needs_token: bool = True,
+        check: Callable[[argparse.Namespace], None] | None = None,
         parents: tuple[argparse.ArgumentParser, ...] = (),
         description: str | None = None,
     ) -> argparse.ArgumentParser:
         parser = self.add(
             name,
-            api(command, needs_token=needs_token),
+            api(command, needs_token=needs_token, check=check),
             help,
             parents=(_api_flags(), *parents),
             description=description,
@@ -216,13 +219,22 @@ def _fleet_commands(commands: _Builder) -> None:
         "preallocate",
         _fleet.preallocate,
         "create processes across regions at once",
+        check=_fleet.confirm_billed,
         parents=(_wait_flags(C.DEFAULT_POLL_INTERVAL), _plain_flag()),
         description=(
             "Create REGION=N processes in each region at once (billed), waiting until each "
             "runs, with live progress on stderr when it is a terminal. Interrupted (Ctrl-C, "
             "SIGTERM, SIGHUP), it stops every process it created, then exits 130. "
-            "--json prints {created, ready, starting, failed, strays}."
+            "--json prints {created, ready, starting, failed, strays}. Against a "
+            f"non-loopback API, more than {C.PREALLOCATE_REAL_API_MAX_TOTAL} processes in "
+            "total need --yes."
         ),
+    )
+    prealloc.add_argument(
+        "--yes",
+        action="store_true",
+        help=f"against a billed API, create more than {C.PREALLOCATE_REAL_API_MAX_TOTAL} "
+        "processes in total",
     )
     prealloc.add_argument("plan", nargs="+", type=plan_item, metavar="REGION=N")
     prealloc.add_argument(
@@ -261,6 +273,7 @@ def _local_commands(commands: _Builder) -> None:
             "Serve a fake Hathora Cloud API until Ctrl-C or SIGTERM (then exit 0); "
             "prints HATHORA_BASE_URL, HATHORA_TOKEN and HATHORA_APP_ID for it."
         ),
+        epilog=FAKE_EXIT_CODES_HELP,
     )
     add_fake_arguments(fake)
     demo = commands.add(

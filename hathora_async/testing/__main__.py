@@ -7,13 +7,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import socket
 import sys
 
-from ..cli._args import count, number, port
+from .. import _constants as C
+from ..cli._args import attach_values, count, number, port, token
 from ..cli._interrupt import catch_signals
 from ._fake import FakeHathora
 
 PROG = "python -m hathora_async.testing"
+
+# Flags whose value may be a negative number in any notation (see attach_values).
+SIGNED_FLAGS = ("--clock-offset",)
+
+EXIT_CODES_HELP = """\
+exit status:
+  0    stopped by Ctrl-C, SIGTERM or SIGHUP
+  2    usage error, or the address cannot be listened on
+
+A negative --clock-offset is a value, also in exponent form: --clock-offset -5,
+--clock-offset=-1e3."""
 
 
 def _retry_after(text: str) -> int | None:
@@ -26,11 +39,21 @@ def _retry_after(text: str) -> int | None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The fake's flags, on ``parser`` (this module's own, or ``hathora-async fake``)."""
     seconds = number(minimum=0.0)
-    parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument(
-        "--port", type=port, default=8080, help="port to listen on (0: any free port)"
+        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"
     )
-    parser.add_argument("--token", default=None, help="bearer token to accept (default: random)")
+    parser.add_argument(
+        "--port",
+        type=port,
+        default=C.FAKE_DEFAULT_PORT,
+        help=f"port to listen on (default: {C.FAKE_DEFAULT_PORT}; 0: any free port)",
+    )
+    parser.add_argument(
+        "--token",
+        type=token,
+        default=None,
+        help="bearer token to accept, without whitespace (default: random)",
+    )
     parser.add_argument("--app-id", default=None, help="application id (default: random)")
     parser.add_argument("--boot-delay", type=seconds, default=0.0, help="seconds to running")
     parser.add_argument("--latency", type=seconds, default=0.0, help="seconds added per request")
@@ -58,9 +81,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--clock-offset",
-        type=number(minimum=None),
+        type=number(minimum=-C.FAKE_MAX_CLOCK_OFFSET, maximum=C.FAKE_MAX_CLOCK_OFFSET),
         default=0.0,
-        help="seconds the fake's clock runs ahead (negative: behind) in timestamps and Date",
+        help="seconds the fake's clock runs ahead (negative: behind) in timestamps and Date, "
+        f"at most {C.FAKE_MAX_CLOCK_OFFSET:.0f} either way",
     )
     parser.add_argument("--seed", type=int, default=None)
     # Rate limit (issue 12): answer 429 like a gateway.
@@ -108,13 +132,14 @@ async def serve(args: argparse.Namespace, prog: str = PROG) -> int:
     try:
         await fake.start()
     except OSError as exc:
-        # Most often the port is taken: one line, not a traceback.
+        # One line, not a traceback, with the flag to change.
         reason = exc.strerror or str(exc)
-        print(
-            f"{prog}: cannot listen on {args.host}:{args.port}: {reason} "
-            "(choose another --port, or --port 0 for any free one)",
-            file=sys.stderr,
-        )
+        if isinstance(exc, socket.gaierror):
+            hint = "check --host: a name this machine resolves, or an address like 127.0.0.1"
+        else:  # most often the port is taken
+            hint = "choose another --port, or --port 0 for any free one"
+        where = f"{args.host}:{args.port}"
+        print(f"{prog}: cannot listen on {where}: {reason} ({hint})", file=sys.stderr)
         return 2
     try:
         print(f"HATHORA_BASE_URL={fake.url}")
@@ -129,9 +154,14 @@ async def serve(args: argparse.Namespace, prog: str = PROG) -> int:
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=PROG, description="Serve a fake Hathora Cloud API.")
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Serve a fake Hathora Cloud API.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_arguments(parser)
-    return parser.parse_args(argv)
+    return parser.parse_args(attach_values(sys.argv[1:] if argv is None else argv, SIGNED_FLAGS))
 
 
 def main(argv: list[str] | None = None) -> int:
