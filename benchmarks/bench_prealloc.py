@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import math
 import os
 import statistics
@@ -39,21 +40,9 @@ BUDGET: list[RateLimit | None] = [RateLimit()]
 
 
 @contextmanager
-def fake_server() -> Iterator[tuple[str, str, str]]:
-    """The fake in a child process: (base_url, token, app_id)."""
-    command = [
-        sys.executable,
-        "-m",
-        "hathora_async.testing",
-        "--port",
-        "0",
-        "--latency",
-        str(LATENCY),
-        "--boot-delay",
-        "0",
-        "--seed",
-        "1",
-    ]
+def standalone_fake(*flags: str) -> Iterator[tuple[str, str, str]]:
+    """``python -m hathora_async.testing`` with ``flags`` in a child process: (url, token, app)."""
+    command = [sys.executable, "-m", "hathora_async.testing", "--port", "0", *flags]
     child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout is not None
@@ -65,6 +54,11 @@ def fake_server() -> Iterator[tuple[str, str, str]]:
     finally:
         child.terminate()
         child.wait(timeout=10)
+
+
+def fake_server() -> contextlib.AbstractContextManager[tuple[str, str, str]]:
+    """The fake with this benchmark's latency, booting at once."""
+    return standalone_fake("--latency", str(LATENCY), "--boot-delay", "0", "--seed", "1")
 
 
 def plan_for(count: int) -> dict[Region, int]:

@@ -23,19 +23,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import platform
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import aiohttp
 import attrs
+from bench_prealloc import plan_for, standalone_fake
 
-from hathora_async import HathoraClient, RateLimit, Region, WarmPool
+from hathora_async import HathoraClient, RateLimit, WarmPool
 
 BURST = 10
 CONCURRENCY = 100
@@ -74,43 +73,13 @@ CASES = [
 ]
 
 
-@contextmanager
-def fake_server(case: Case) -> Iterator[tuple[str, str, str]]:
+def fake_server(case: Case) -> contextlib.AbstractContextManager[tuple[str, str, str]]:
     """The fake, rate-limited, in a child process: (base_url, token, app_id)."""
-    command = [
-        sys.executable,
-        "-m",
-        "hathora_async.testing",
-        "--port",
-        "0",
-        "--boot-delay",
-        str(case.boot),
-        "--seed",
-        "1",
-        "--rate-limit",
-        str(case.rate),
-        "--rate-burst",
-        str(BURST),
-        "--retry-after",
-        "none" if case.retry_after is None else str(case.retry_after),
-    ]
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    try:
-        assert child.stdout is not None
-        values = {}
-        for _ in range(3):
-            key, _, value = child.stdout.readline().strip().partition("=")
-            values[key] = value
-        yield values["HATHORA_BASE_URL"], values["HATHORA_TOKEN"], values["HATHORA_APP_ID"]
-    finally:
-        child.terminate()
-        child.wait(timeout=10)
-
-
-def plan_for(count: int) -> dict[Region, int]:
-    regions = list(Region)
-    base, extra = divmod(count, len(regions))
-    return {region: base + (i < extra) for i, region in enumerate(regions)}
+    retry_after = "none" if case.retry_after is None else str(case.retry_after)
+    return standalone_fake(
+        "--boot-delay", str(case.boot), "--seed", "1", "--rate-limit", str(case.rate),
+        "--rate-burst", str(BURST), "--retry-after", retry_after,
+    )  # fmt: skip
 
 
 @attrs.define
