@@ -283,8 +283,18 @@ async def test_a_create_refused_by_429_is_retried_past_its_attempts() -> None:
 
 async def test_a_create_refused_until_its_deadline_is_known_not_made() -> None:
     # Not adaptive, so the refusals are retried at the policy's pace, not slowed.
+    # Time moves only in the pauses between attempts (the test clock): the deadline
+    # then always falls between attempts, never while one is on the wire, where
+    # the outcome would rightly be unknown.
     budget = RateLimit(adaptive=False)
-    async with FakeHathora() as fake, client_for(fake, timeout=0.5, rate_limit=budget) as client:
+    clock = Clock()
+    policy = RetryPolicy(initial_delay=1.0, max_delay=1.0, jitter=False)
+    async with (
+        FakeHathora() as fake,
+        client_for(
+            fake, timeout=10.0, rate_limit=budget, retry=policy, clock=clock, sleep=clock.sleep
+        ) as client,
+    ):
         fake.faults.add("create_process", Fault(status=429), times=10_000)
         with pytest.raises(HathoraError) as caught:
             await client.processes.create_process(Region.DALLAS)
