@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 from collections.abc import Callable
 
 from . import _constants as C
@@ -21,8 +20,9 @@ class RecentCreates:
 
     def __init__(self, clock: Callable[[], float]) -> None:
         self._clock = clock
-        # Insertion order is time order: the oldest entry is always first.
-        self._at: OrderedDict[tuple[str, str], float] = OrderedDict()
+        # Insertion order is time order: the oldest entry is always first. A plain
+        # dict (re-inserting moves an entry last): every create notes here.
+        self._at: dict[tuple[str, str], float] = {}
         # When the oldest entry expires (no later than): until then nothing to prune.
         self._expires = math.inf
 
@@ -34,13 +34,11 @@ class RecentCreates:
         if now >= self._expires:
             self._prune(now)
         entry = (kind, key)
-        if entry in at:
-            at.move_to_end(entry)
-        elif not at:
+        if not at:
             self._expires = now + C.READ_AFTER_CREATE_GRACE
+        elif at.pop(entry, None) is None and len(at) >= C.MAX_RECENT_CREATES:
+            del at[next(iter(at))]  # (``_expires`` stays a lower bound: no need to touch)
         at[entry] = now
-        if len(at) > C.MAX_RECENT_CREATES:
-            at.popitem(last=False)  # (``_expires`` stays a lower bound: no need to touch)
         return now
 
     def lag_until(self, kind: str, key: str) -> float | None:
