@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine, Iterable
+from typing import TYPE_CHECKING, Any
 
 from . import _constants as C
 from ._convert import decoder
@@ -96,17 +96,13 @@ class ProcessesApi:
     ) -> ApiResponse[ProcessV2]:
         """Like ``create_process`` (``POST /processes/v2/{appId}/create/{region}``),
         returning status code (201), headers and data."""
-        app = self._client._app_segment(app_id)
-        where = region_segment(region)
-        recent = self._client._recent
+        call = self._create(region, app_id)
         try:
-            response = await self._client._call(CREATE_PROCESS, (app, where))
+            response = await call
         except HathoraError as exc:
-            if exc.process_id is not None:  # made, though the answer was not all readable
-                recent.note("process", exc.process_id)
+            self._made(exc.process_id)
             raise
-        # Reads may not see it for a while: a 404 for it soon after is lag (see waits).
-        recent.note("process", response.data.process_id)
+        self._made(response.data.process_id)
         return response
 
     async def create_process(self, region: Region | str, *, app_id: str | None = None) -> ProcessV2:
@@ -122,7 +118,31 @@ class ProcessesApi:
         did not act. An error with ``outcome_unknown`` True means a process may
         exist; reconcile with ``get_latest_processes`` before creating again.
         """
-        return (await self.create_process_with_http_info(region, app_id=app_id)).data
+        # As ``create_process_with_http_info``, without awaiting through it (see _ids).
+        call = self._create(region, app_id)
+        try:
+            process = (await call).data
+        except HathoraError as exc:
+            self._made(exc.process_id)
+            raise
+        self._made(process.process_id)
+        return process
+
+    def _create(
+        self, region: Region | str, app_id: str | None
+    ) -> Coroutine[Any, Any, ApiResponse[ProcessV2]]:
+        """The transport's CreateProcess call; the region and app checked first."""
+        app = self._client._app_segment(app_id)
+        return self._client._call(CREATE_PROCESS, (app, region_segment(region)))
+
+    def _made(self, process_id: str | None) -> None:
+        """Note a process this client made (None: nothing known to be made).
+
+        Reads may not see it for a while: a 404 for it soon after is lag (see
+        the waits). A failed create whose answer still named it was made too.
+        """
+        if process_id is not None:
+            self._client._recent.note("process", process_id)
 
     async def get_latest_processes_with_http_info(
         self,
