@@ -340,13 +340,13 @@ class _Connector(aiohttp.TCPConnector):
     async def connect(
         self, req: Any, traces: Any, timeout: aiohttp.ClientTimeout
     ) -> aiohttp.connector.Connection:
-        connection = await super().connect(req, traces, timeout)
+        connection = await _connect(self, req, traces, timeout)
         if self._hathora_any_doomed:
             doomed = self._hathora_doomed
             while connection.protocol in doomed:
                 doomed.discard(connection.protocol)
                 connection.close()
-                connection = await super().connect(req, traces, timeout)
+                connection = await _connect(self, req, traces, timeout)
             self._hathora_any_doomed = bool(doomed)
         # No await between the connection and this mark: a cancellation cannot slip in.
         # The running call's attempt has a connection: from now on it may have left.
@@ -358,6 +358,10 @@ class _Connector(aiohttp.TCPConnector):
             # (A protocol may be falsy: aiohttp's has a length.)
             inflight[task] = True if protocol is None else protocol
         return connection
+
+
+# The connector's own connect, without building a ``super()`` on every request.
+_connect = aiohttp.TCPConnector.connect
 
 
 async def _close_when_loop_ends(
@@ -682,7 +686,10 @@ class Transport:
                         # What ``async with`` on the response does, without its four
                         # coroutines (two to enter, two to leave) on every call.
                         response.release()
-                        await response.wait_for_close()
+                        # Only a request body still being written leaves anything to
+                        # wait for (an attribute aiohttp may rename: then always wait).
+                        if getattr(response, "_writer", response) is not None:
+                            await response.wait_for_close()
                 except _BodyTooLarge as exc:
                     error = ResponseTooLargeError(status, limit, _kept(exc.head, self._redactor))
                     # Never retried: another attempt would read (and inflate) it again.

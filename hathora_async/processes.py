@@ -125,7 +125,7 @@ class ProcessesApi:
         except HathoraError as exc:
             self._made(exc.process_id)
             raise
-        self._made(process.process_id)
+        self._client._recent.note("process", process.process_id)  # (_made, inline)
         return process
 
     def _create(
