@@ -612,6 +612,7 @@ class Transport:
             budget = self.budget
             write = endpoint.method != "GET"
             refusals = 0  # 429s: refused, so not counted against the retry attempts
+            held = False  # the budget holds the next attempt back for the last 429
             last: HathoraError | None = None
             # --
             response: aiohttp.ClientResponse | None = None
@@ -691,7 +692,7 @@ class Transport:
                     body = b""
                 else:
                     if 200 <= status < 300:
-                        budget.passed(ticket)  # send budget (issue 12)
+                        budget.passed(ticket, write)  # send budget (issue 12)
                         # Decoded here, not in a method of its own: one call less per call.
                         decode = endpoint.decode
                         if decode is None:
@@ -711,7 +712,9 @@ class Transport:
                             self._connector.doom(protocol)
                     # -- send budget (issue 12): a 429 slows (and may pause) every call --
                     if isinstance(error, RateLimitedError):
-                        budget.refused(ticket, error.retry_after, policy.max_retry_after)
+                        held = budget.refused(
+                            ticket, error.retry_after, policy.max_retry_after, write
+                        )
                         if budget.enabled and policy.attempts > 1:
                             refusals += 1
                     # --
@@ -742,8 +745,12 @@ class Transport:
                 retries += 1
                 error.attempts = retries
                 remaining = deadline - clock()
-                counted = max(1, retries - refusals)  # send budget (issue 12)
-                delay = self._delay_or_raise(error, retryable, counted, policy, remaining)
+                # Send budget (issue 12): 429s use no attempts, but when nothing else
+                # holds the call back they count for the backoff's growth.
+                counted = max(1, retries - refusals)
+                delay = self._delay_or_raise(
+                    error, retryable, counted, policy, remaining, counted if held else retries
+                )
                 if task is not None:
                     self._inflight[task] = False  # refused or never sent: nothing made
                 if logger.isEnabledFor(logging.DEBUG):
@@ -756,11 +763,10 @@ class Transport:
                         policy.attempts,
                         delay,
                     )
-                # A 429's Retry-After paused the budget: waiting for it is this call's pause.
-                if not (
-                    budget.enabled and isinstance(error, RateLimitedError) and error.retry_after
-                ):
+                # A limit's Retry-After paused the budget: waiting for it is this call's pause.
+                if not (held and isinstance(error, RateLimitedError) and error.retry_after):
                     await self._pause(delay, options.sleep, endpoint, path)
+                held = False
                 remaining = deadline - clock()
                 if remaining <= 0:
                     raise_timeout(endpoint, path, error)
@@ -835,6 +841,7 @@ class Transport:
         retries: int,
         policy: RetryPolicy,
         remaining: float,
+        backoff: int,
     ) -> float:
         if not retryable or retries >= policy.attempts:
             raise error
@@ -848,7 +855,7 @@ class Transport:
                 # Waiting that long is the caller's decision, not ours.
                 raise error
             return retry_after
-        delay = policy.backoff(retries)
+        delay = policy.backoff(backoff)
         if delay >= remaining:
             raise error
         return delay
