@@ -381,6 +381,10 @@ class SendBudget:
                 storm = pace.storm_at
                 if storm is not None and pace.server_burst is None:
                     pace.burst_count += now < storm + C.RATE_STORM_WINDOW
+                    if pace.ramp and pace.rate is not None and 2.0 * pace.burst_count > pace.base:
+                        # Refusals came back first: the ramp starts from the burst seen.
+                        pace.base = 2.0 * pace.burst_count
+                        pace.rate = self._clamp(max(pace.rate, pace.base))
         if self._mode == _START:
             self._ok += 1
             if self._ok >= C.RATE_OPEN_AFTER:
@@ -600,6 +604,12 @@ class SendBudget:
             rate = pace.w_max * (1 + C.RATE_CUBIC_SCALE * offset * offset * offset)
             if rate > pace.w_max:
                 rate = min(rate, max(pace.w_max, C.RATE_MAX_OVER_USED * used))
+                if rate >= C.RATE_RAMP_ABOVE * pace.w_max:
+                    # Well above the last limit and not refused: it has moved (a
+                    # dip is over). Ramp to find it rather than creep along CUBIC.
+                    pace.ramp = True
+                    pace.base = rate
+                    pace.origin = now
         pace.rate = self._clamp(rate)
 
     def _capacity(self, pace: _Pace, rate: float) -> float:

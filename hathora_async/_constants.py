@@ -135,9 +135,12 @@ RATE_STORM_WINDOW = 0.25
 # Pace this far below an estimated server rate; without an estimate, cut to BETA.
 RATE_MARGIN = 0.05
 RATE_BETA = 0.7
-# CUBIC growth, relative to the rate at the last cut: w(t) = w_max (1 + C (t - K)^3).
-# 0.1 recovers from a dip to a fifth of the limit in about 3.5 s.
-RATE_CUBIC_SCALE = 0.1
+# CUBIC growth, relative to the rate at the last cut: w(t) = w_max (1 + C (t - K)^3)
+# (flat for K = 1.4 s after a 5 % cut, 10 % above w_max 1.7 s later). Once the pace
+# is RATE_RAMP_ABOVE times w_max without a limit, the limit has moved: the pace
+# ramps (doubling every RATE_RAMP_DOUBLING s) until the next limit says where.
+RATE_CUBIC_SCALE = 0.02
+RATE_RAMP_ABOVE = 1.1
 # Requests that may go at once when pacing: this many seconds' worth, at most the
 # burst the server was seen to allow.
 RATE_BURST_SECONDS = 0.1
