@@ -155,6 +155,9 @@ ENV_APP_ID = "HATHORA_APP_ID"
 ENV_BASE_URL = "HATHORA_BASE_URL"
 
 LOGGER_NAME = "hathora_async"
+# The attribute of a log record listing the ids a call left running (a tuple of
+# str), so a handler can tell those warnings apart without parsing their text.
+LOG_LEFT_RUNNING = "hathora_left_running"
 
 # Warm pool (issue 10): a create intent whose process no listing could look for
 # (listings kept failing) is given up this long after it was written.

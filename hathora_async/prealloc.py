@@ -375,6 +375,7 @@ class _Preallocation:
                 type(exc).__name__,
                 len(left),
                 ", ".join(left),
+                extra={C.LOG_LEFT_RUNNING: tuple(left)},
             )
         unknown = sum(failure.outcome_unknown for failure in self.result.failed)
         if unknown:

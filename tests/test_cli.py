@@ -1118,3 +1118,25 @@ async def test_a_create_interrupted_in_flight_says_a_process_may_exist() -> None
         for process in server.processes():  # what the create made, if anything
             async with fake.client() as client:
                 await client.processes.stop_process(process["processId"])
+
+
+def test_the_cli_hides_only_warnings_marked_as_listing_what_was_left_running(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The command names what it left once itself: the library's marked list is not
+    printed again, yet a warning that merely reads like it (no marker) still is."""
+    from hathora_async.cli import _live
+
+    _live.install_logging()
+    logger = logging.getLogger("hathora_async")
+    text = "preallocate ended early (%s); %d process(es) it created were not stopped: %s"
+    logger.warning(
+        text, "CancelledError", 1, "p-marked", extra={"hathora_left_running": ("p-marked",)}
+    )
+    logger.warning(text, "CancelledError", 1, "p-unmarked")
+    logger.warning("an unrelated warning")
+    _live.flush_repeats()
+    err = capsys.readouterr().err
+    assert "p-marked" not in err
+    assert "p-unmarked" in err
+    assert "an unrelated warning" in err

@@ -338,6 +338,11 @@ async def test_cancelled_without_stopping_or_on_event_the_ids_are_on_the_error_a
     assert result.stopped == []
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert all(any(pid in message for message in warnings) for pid in result.created)
+    # The ids ride on the record too, for handlers that must not parse the text.
+    (marked,) = [
+        r.hathora_left_running for r in caplog.records if hasattr(r, "hathora_left_running")
+    ]
+    assert set(marked) == set(result.created)
 
 
 async def test_cancelled_with_a_failed_stop_the_survivors_are_reported(
@@ -360,6 +365,8 @@ async def test_cancelled_with_a_failed_stop_the_survivors_are_reported(
     survivors = [r.getMessage() for r in caplog.records if "were not stopped" in r.getMessage()]
     assert len(survivors) == 1
     assert all(pid in survivors[0] for pid in alive)
+    marked = [r.hathora_left_running for r in caplog.records if hasattr(r, "hathora_left_running")]
+    assert marked == [tuple(sorted(alive, key=result.created.index))]
 
 
 async def test_cancelled_creates_waiting_to_retry_a_429_are_not_sent_again() -> None:

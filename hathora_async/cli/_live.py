@@ -97,8 +97,7 @@ def _said_by_the_command(record: logging.LogRecord) -> bool:
     left once, with how to stop it, as it exits: the library's own list would
     say the same ids twice.
     """
-    msg = str(record.msg)
-    return msg.startswith("preallocate ended early") and "were not stopped" in msg
+    return hasattr(record, C.LOG_LEFT_RUNNING)
 
 
 _LOG_HANDLER = _LogHandler()
