@@ -2,6 +2,7 @@
 
     python3 benchmarks/bench_ratelimit.py            # every case, about 2 minutes
     python3 benchmarks/bench_ratelimit.py --only 300-ra,pool
+    python3 benchmarks/bench_ratelimit.py --attacks   # stray 429s, one limited route, ...
 
 Each run starts the fake Hathora in its own process as a gateway would limit
 it (``python -m hathora_async.testing --rate-limit R --rate-burst 10
@@ -17,6 +18,11 @@ the issue's targets checked for the "on" runs:
 - at most 15 % of requests answered 429 (20 % with ``wait=True`` and the pool);
 - wall time within 1.5x ``n / rate`` plus 1 s for creates, within
   2x ``(n / rate + boot)`` with ``wait=True``.
+
+``--attacks`` runs the cases a review found (in-process fakes, numbers only):
+5 % stray 429s with no limit (throughput on against off), a limit on creates
+only (refusals per create, reads meanwhile), a dip of the limit (time back to
+near the restored limit) and ``wait=True`` at 5 req/s (polls against creates).
 """
 
 from __future__ import annotations
@@ -28,13 +34,16 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 import attrs
+from aiohttp import web
 from bench_prealloc import plan_for, standalone_fake
 
 from hathora_async import HathoraClient, RateLimit, WarmPool
+from hathora_async.testing import FakeHathora, Fault
 
 BURST = 10
 CONCURRENCY = 100
@@ -214,6 +223,161 @@ async def main_async(args: argparse.Namespace) -> int:
     return 1 if missed and args.strict else 0
 
 
+# -- attack cases: strays, one limited route, a dip, starved polls -----------------
+# In-process fakes (the gateway's settings change mid-run); numbers, not targets.
+
+
+def _client(fake: FakeHathora, budget: bool, **options: Any) -> HathoraClient:
+    options.setdefault("rate_limit", RateLimit() if budget else None)
+    return HathoraClient(fake.token, fake.app_id, base_url=fake.url, **options)
+
+
+async def random_429(budget: bool, retry_after: str | None, seconds: float = 3.0) -> str:
+    """20 readers for a few seconds while 5 % of answers are 429 at random (no real limit)."""
+    async with FakeHathora() as fake, _client(fake, budget) as client:
+        fake.faults.add_random(None, 0.05, [Fault(status=429, retry_after=retry_after)], seed=1)
+        done = 0
+        stop = asyncio.Event()
+
+        async def worker() -> None:
+            nonlocal done
+            while not stop.is_set():
+                await client.processes.get_latest_processes()
+                done += 1
+
+        workers = [asyncio.create_task(worker()) for _ in range(20)]
+        await asyncio.sleep(seconds)
+        stop.set()
+        await asyncio.gather(*workers)
+        rate = client.rate_limit_state.rate
+    pace = f"{rate:.0f}/s" if rate is not None else "none"
+    return f"{done / seconds:.0f} ok/s (pace at end: {pace})"
+
+
+async def create_only(budget: bool) -> str:
+    """A limit of 5/s on creates only (no `Retry-After`), reads free: 40 creates, 10 readers."""
+    fake = FakeHathora(rate_limit=5.0, rate_burst=5, retry_after=None)
+    gateway = fake.gateway
+    assert gateway is not None
+
+    @web.middleware
+    async def only_posts(request: web.Request, handler: Any) -> Any:
+        if request.method != "POST" or gateway.admit("posts"):
+            return await handler(request)
+        return gateway.refusal()
+
+    gateway.middleware = only_posts  # type: ignore[method-assign]
+    fake.app = fake._build_app()
+    async with fake, _client(fake, budget, timeout=60.0) as client:
+        reads = 0
+        stop = asyncio.Event()
+
+        async def reader() -> None:
+            nonlocal reads
+            while not stop.is_set():
+                await client.processes.get_latest_processes()
+                reads += 1
+
+        readers = [asyncio.create_task(reader()) for _ in range(10)]
+        await asyncio.sleep(1.0)
+        alone = reads
+        started, before = time.perf_counter(), reads
+        results = await asyncio.gather(
+            *(client.processes.create_process("London") for _ in range(40)),
+            return_exceptions=True,
+        )
+        wall = time.perf_counter() - started
+        during = (reads - before) / wall
+        stop.set()
+        await asyncio.gather(*readers)
+    failed = sum(isinstance(r, BaseException) for r in results)
+    return (
+        f"40 creates in {wall:.1f} s, {failed} failed, {gateway.refused / 40:.1f} refusals "
+        f"per create; reads {alone}/s alone, {during:.0f}/s meanwhile"
+    )
+
+
+async def dip(budget: bool) -> str:
+    """20 readers at a 50/s limit (no `Retry-After`), 3 s at 10/s, then 50/s again."""
+    async with (
+        FakeHathora(rate_limit=50.0, rate_burst=10, retry_after=None) as fake,
+        _client(fake, budget, timeout=60.0) as client,
+    ):
+        gateway = fake.gateway
+        assert gateway is not None
+        stamps: list[float] = []
+        stop = asyncio.Event()
+
+        async def worker() -> None:
+            while not stop.is_set():
+                with contextlib.suppress(Exception):
+                    await client.processes.get_latest_processes()
+                    stamps.append(time.perf_counter())
+
+        workers = [asyncio.create_task(worker()) for _ in range(20)]
+        await asyncio.sleep(4.0)
+        gateway.rate = 10.0
+        await asyncio.sleep(3.0)
+        gateway.rate = 50.0
+        restored = time.perf_counter()
+        refused, admitted = gateway.refused, gateway.admitted
+        await asyncio.sleep(12.0)
+        stop.set()
+        await asyncio.gather(*workers)
+        share = (gateway.refused - refused) / max(
+            1, gateway.refused - refused + gateway.admitted - admitted
+        )
+    # Recovered: the first second-long window after the restore with >= 40 successes.
+    after = sorted(t - restored for t in stamps if t >= restored)
+    recovery = next(
+        (
+            after[i]
+            for i in range(len(after))
+            if i + 40 <= len(after) and after[i + 39] - after[i] <= 1.0
+        ),
+        None,
+    )
+    took = f"{recovery + 1.0:.1f} s" if recovery is not None else "> 12 s"
+    return f"back to >= 40 ok/s {took} after the restore; 429s after it {share:.1%}"
+
+
+async def starve(budget: bool) -> str:
+    """`preallocate({London: 60, Seattle: 60}, wait=True, timeout=15)`, 5/s ceiling, 1 s boot."""
+    async with (
+        FakeHathora(rate_limit=5.0, rate_burst=5, boot_delay=1.0) as fake,
+        _client(fake, budget, rate_limit=RateLimit(max_per_second=5) if budget else None) as client,
+    ):
+        started = time.perf_counter()
+        result = await client.preallocate({"London": 60, "Seattle": 60}, wait=True, timeout=15)
+        wall = time.perf_counter() - started
+        ready = sum(len(v) for v in result.ready.values())
+        assert fake.gateway is not None
+        refused = fake.gateway.refused
+    return f"{ready} ready, {len(result.failed)} failed in {wall:.1f} s; {refused} answered 429"
+
+
+ATTACKS: list[tuple[str, str, Callable[[bool], Awaitable[str]]]] = [
+    ("random-429", "5 % random 429s, no `Retry-After`, no limit", lambda b: random_429(b, None)),
+    ("random-429-ra", "5 % random 429s, `Retry-After: 1`, no limit", lambda b: random_429(b, "1")),
+    ("create-only", "a 5/s limit on creates only", create_only),
+    ("dip", "a dip: 50/s, 10/s for 3 s, 50/s", dip),
+    ("starve", "`wait=True` 120 at 5/s (`max_per_second=5` when on), 1 s boot", starve),
+]
+
+
+async def attacks_async(only: str) -> None:
+    keys = only.split(",") if only else []
+    lines = ["| attack case | budget | outcome |", "|---|---|---|"]
+    for key, title, run_case in ATTACKS:
+        if keys and key not in keys:
+            continue
+        for budget in (True, False):
+            line = f"| {title} | {'on' if budget else 'off'} | {await run_case(budget)} |"
+            lines.append(line)
+            print(line, file=sys.stderr, flush=True)
+    print("\n".join(lines))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -224,7 +388,20 @@ def main() -> None:
         "--scale", type=float, default=1.0, help="multiply every case's count (smoke runs)"
     )
     parser.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
-    sys.exit(asyncio.run(main_async(parser.parse_args())))
+    parser.add_argument(
+        "--attacks",
+        nargs="?",
+        const="all",
+        default="",
+        help="run the attack cases instead (comma-separated: "
+        + ", ".join(key for key, _, _ in ATTACKS)
+        + ")",
+    )
+    args = parser.parse_args()
+    if args.attacks:
+        asyncio.run(attacks_async("" if args.attacks == "all" else args.attacks))
+        return
+    sys.exit(asyncio.run(main_async(args)))
 
 
 if __name__ == "__main__":

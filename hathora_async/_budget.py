@@ -6,40 +6,57 @@ because the app sends too fast). One budget per ``Transport``, so siblings
 share it, and so do ``preallocate``, the waits and ``WarmPool``.
 
 The approach follows botocore's "adaptive" retry mode (a client-side token
-bucket whose fill rate follows throttling answers, and CUBIC, TCP's
-congestion control, to probe back up; see botocore/retries/adaptive.py),
-adapted to short, bursty jobs against a gateway that answers
-``Retry-After``, where each 429 costs a pause of the whole client:
+bucket whose fill rate follows throttling answers, CUBIC, TCP's congestion
+control, to probe back up, and growth capped by the measured sending rate;
+see botocore/retries/adaptive.py), adapted to short, bursty jobs against a
+gateway that answers ``Retry-After``, where each limit costs a pause:
 
 1. Before the server has said anything, at most ``RATE_INITIAL_WINDOW``
    requests go at once (plus as many per second) and each success lets
-   ``RATE_START_GAIN`` more go
-   (TCP's slow start, clocked by answers): a client that is never refused
-   stops gating after ``RATE_OPEN_AFTER`` successes, and from then on the
-   budget costs one attribute read before each attempt, and one call after
-   each success (which notes its time: a first 429 is read against them).
-2. A 429 pauses everyone until its ``Retry-After`` (capped by the retry
-   policy's ``max_retry_after``) and switches to pacing. The server's rate is
-   estimated from the successes it let through since its bucket was last
-   full (after a pause, or the previous 429), less the burst it allowed at
-   first: for a token-bucket gateway of rate R and burst B, successes over
-   the window ending at the 429 are B + R x window, so the best window gives
-   R. The client then paces ``RATE_MARGIN`` below that. A first 429 in a
-   burst says nothing about R: the client then doubles its pace every
+   ``RATE_START_GAIN`` more go (TCP's slow start, clocked by answers): a
+   client with no confirmed limit stops gating after ``RATE_OPEN_AFTER``
+   successes, and from then on the budget costs one attribute read before
+   each attempt, and one call after each answer.
+2. Two *lanes*: writes (POST: creates, stops) and reads (GET: polls, lists).
+   A 429 is read as a *limit* only when its lane has had at least
+   ``RATE_CONFIRM_REFUSALS`` refusals in the last ``RATE_CONFIRM_WINDOW``
+   seconds that are at least ``RATE_CONFIRM_SHARE`` of its answers (a
+   gateway's overload refuses most; stray 429s stay at their base rate), or
+   ``RATE_PROBE_SHARE`` when pacing at or above a limit already confirmed.
+   A stray 429 delays only its own call (its ``Retry-After``, or the policy's
+   backoff counting its 429s), and changes no estimate.
+3. A limit is the app's (one pace and pause shared by both lanes) unless the
+   other lane shows it is unaffected: ``RATE_LANE_EVIDENCE`` successes in the
+   confirm window, no refusal for ``RATE_LANE_MEMORY`` seconds, and no
+   app-wide cut meanwhile. Then only the refused lane is paced and paused.
+   With no evidence (the first limit of a job that only creates), it is the
+   app's. A limit's ``Retry-After`` (at most the policy's
+   ``max_retry_after``; a longer one pauses nobody, its call ends at once)
+   pauses its scope.
+4. The limit's rate is estimated from the successes of its scope since the
+   server's bucket was last full (after a pause, or the previous limit), less
+   the burst it allowed at first: for a token-bucket gateway of rate R and
+   burst B, successes over the window ending at the refusals are B + R x
+   window, so the best window gives R, never less than what the server took
+   in the last second. The pace goes ``RATE_MARGIN`` below that. A first
+   limit that says nothing about R ramps instead: doubling every
    ``RATE_RAMP_DOUBLING`` seconds from twice that burst per second until the
-   next 429, which does.
-3. While answers succeed the pace grows along a CUBIC curve, relative to the
-   rate at the last 429 (flat near it, then probing above it), never above
-   ``max_per_second`` nor above ``RATE_MAX_OVER_USED`` times the rate the
-   client actually uses.
+   next limit, which does.
+5. While answers succeed a pace grows along a CUBIC curve, relative to the
+   rate at the last cut (flat near it, then probing above it), never above
+   ``max_per_second`` nor above ``RATE_MAX_OVER_USED`` times the measured
+   sending rate (answers per second, refusals included).
 
 Pacing is a GCRA schedule (a virtual time per request, equivalent to a token
-bucket) served head of line: only the first waiter sleeps, with the call's own
-sleep function, until its slot, then hands the head to the next, so a new pace
-or a pause applies at once and nothing is booked ahead. ``close()``,
+bucket) per pace: a lane's own, and the shared one (the app-wide limit, or
+``max_per_second``). Each lane's queue is served head of line: only its first
+waiter sleeps, with the call's own sleep function, until its slot, then hands
+the head to the next, so a new pace or a pause applies at once and nothing is
+booked ahead. When both lanes' heads wait for the shared pace, writes take its
+slots but reads get at least one in ``RATE_READ_EVERY``: polls progress while
+creates are backlogged, and polling cannot starve creates. ``close()``,
 cancellation and an injected sleep apply to the wait as to any pause between
-retries. Writes (POST: creates, stops) are served before reads (GET: polls and
-lists). All constants are in ``_constants``.
+retries. All constants are in ``_constants``.
 """
 
 from __future__ import annotations
@@ -64,9 +81,8 @@ logger = logging.getLogger(C.LOGGER_NAME)
 
 Sleep = Callable[[float], Awaitable[None]]
 
-_OPEN = "open"  # nothing counted: no limit seen (or none wanted)
+_OPEN = "open"  # nothing counted for lanes without a pace: no limit seen (or none wanted)
 _START = "start"  # slow start: answers clock the requests out
-_PACED = "paced"  # a pace in requests per second
 
 # A budget turn already taken for the next attempt of this task (see ``turn``).
 _PREPAID: contextvars.ContextVar[SendBudget | None] = contextvars.ContextVar(
@@ -88,6 +104,10 @@ def _check_burst(_: object, attribute: attrs.Attribute[Any], value: int | None) 
         raise ValueError(f"{attribute.name} must be an int >= 1 or None, got {value!r}")
 
 
+def _as_rate(value: float | None) -> float | None:
+    return None if value is None else float(value)
+
+
 @attrs.frozen
 class RateLimit:
     """How fast a ``HathoraClient`` may send: ``HathoraClient(rate_limit=RateLimit(...))``.
@@ -99,19 +119,22 @@ class RateLimit:
     - ``burst``: requests that may go at once when pacing. None (the
       default): a tenth of a second's worth, and never more than the server
       was seen to allow at once.
-    - ``adaptive``: slow down for everyone when the server answers 429, and
-      probe back up while calls succeed (True, the default). False keeps
-      the pace at ``max_per_second`` (or unlimited).
+    - ``adaptive``: slow down when the server's 429 answers show a limit,
+      and probe back up while calls succeed (True, the default). False
+      keeps the pace at ``max_per_second`` (or unlimited).
 
-    Whatever the settings, a 429's ``Retry-After`` pauses every call of the
-    client until then (at most the retry policy's ``max_retry_after``), and
-    a 429 (a refusal: the server did nothing) does not use up a call's
-    retry ``attempts``: it is retried until the call's deadline, unless the
-    policy is ``RetryPolicy.none()``. ``HathoraClient(rate_limit=None)``
-    turns the budget off: each call then retries on its own, as before.
+    Whatever the settings, a 429 (a refusal: the server did nothing) does
+    not use up a call's retry ``attempts``: it is retried until the call's
+    deadline, unless the policy is ``RetryPolicy.none()``. A lone 429 delays
+    only its own call; once 429s show a limit, its ``Retry-After`` pauses
+    every call the limit applies to (at most the retry policy's
+    ``max_retry_after``). ``HathoraClient(rate_limit=None)`` turns the
+    budget off: each call then retries on its own, as before.
     """
 
-    max_per_second: float | None = attrs.field(default=None, validator=_check_rate)
+    max_per_second: float | None = attrs.field(
+        default=None, validator=_check_rate, converter=_as_rate
+    )
     burst: int | None = attrs.field(default=None, validator=_check_burst)
     adaptive: bool = True
 
@@ -120,11 +143,15 @@ class RateLimit:
 class RateLimitState:
     """What the client's send budget looks like now (``client.rate_limit_state``).
 
-    ``rate``: the pace in requests per second, None while not pacing (no 429
-    seen and no ``max_per_second``). ``throttled``: 429 answers seen since the
-    client was made. ``paused_until``: when a ``Retry-After`` pause ends, as a
-    reading of the client's clock (``time.monotonic`` unless replaced), None
-    when not paused. ``max_per_second`` and ``adaptive`` echo the settings.
+    ``rate``: the tightest pace of any call now, in requests per second (a
+    float), None while not pacing (no limit seen and no ``max_per_second``).
+    ``write_rate`` and ``read_rate``: the pace of writes (POST: creates,
+    stops) and of reads (GET: polls, lists), each its own limit's or the
+    app-wide one, whichever is lower; None when that lane is not paced.
+    ``throttled``: 429 answers seen since the client was made (stray ones
+    included). ``paused_until``: when the latest ``Retry-After`` pause ends,
+    as a reading of the client's clock (``time.monotonic`` unless replaced),
+    None when not paused. ``max_per_second`` and ``adaptive`` echo the settings.
     """
 
     rate: float | None
@@ -132,16 +159,143 @@ class RateLimitState:
     paused_until: float | None
     max_per_second: float | None
     adaptive: bool
+    write_rate: float | None = None
+    read_rate: float | None = None
 
 
 class _Waiter:
-    """One attempt queued for a paced budget; its event says it is now first."""
+    """One attempt queued for a paced lane; its event says it is now first."""
 
-    __slots__ = ("event", "write")
+    __slots__ = ("event",)
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+
+
+class _Pace:
+    """One GCRA schedule whose rate follows confirmed limits (estimate, then CUBIC)."""
+
+    __slots__ = (
+        "base",
+        "burst_count",
+        "cut_at",
+        "full",
+        "full_since",
+        "k",
+        "lanes",
+        "origin",
+        "paused_until",
+        "ramp",
+        "rate",
+        "server_burst",
+        "storm_at",
+        "tat",
+        "w_max",
+    )
+
+    def __init__(self, lanes: tuple[_Lane, ...]) -> None:
+        self.lanes = lanes  # whose successes its estimates count
+        self.rate: float | None = None
+        self.tat = -math.inf  # the virtual time of the next free slot
+        self.paused_until = -math.inf
+        self.ramp = False
+        self.base = 0.0
+        self.w_max = 0.0
+        self.k = 0.0
+        self.origin = 0.0
+        self.cut_at = -math.inf
+        self.storm_at: float | None = None
+        self.burst_count = 0
+        self.server_burst: float | None = None
+        self.full = True  # the server's bucket, as far as estimates go
+        self.full_since = -math.inf
+
+    def used(self, now: float) -> int:
+        """The measured sending rate: answers per second (the busier of the last two)."""
+        return sum(lane.used(now) for lane in self.lanes)
+
+    def count_since(self, since: float) -> int:
+        count = 0
+        for lane in self.lanes:
+            for when in reversed(lane.history):
+                if when < since:
+                    break
+                count += 1
+        return count
+
+    def history(self) -> list[float]:
+        """Success times of its lanes, newest first."""
+        if len(self.lanes) == 1:
+            return list(reversed(self.lanes[0].history))
+        return sorted((t for lane in self.lanes for t in lane.history), reverse=True)
+
+
+class _Lane:
+    """Writes or reads: their queue, their own pace, and what their answers say."""
+
+    __slots__ = (
+        "bucket",
+        "history",
+        "last_refused",
+        "last_second",
+        "ok",
+        "ok_before",
+        "pace",
+        "queue",
+        "refused",
+        "refused_before",
+        "second",
+        "this_second",
+        "write",
+    )
 
     def __init__(self, write: bool) -> None:
         self.write = write
-        self.event = asyncio.Event()
+        self.queue: deque[_Waiter] = deque()
+        self.history: deque[float] = deque(maxlen=C.RATE_HISTORY)  # success times
+        self.pace = _Pace((self,))
+        self.last_refused = -math.inf
+        # Answers in two half-window buckets: the current one and the one before.
+        self.bucket = -math.inf
+        self.ok = self.refused = self.ok_before = self.refused_before = 0
+        self.second = -math.inf
+        self.this_second = self.last_second = 0
+
+    def answered(self, now: float, ok: bool) -> None:
+        if now - self.bucket >= C.RATE_CONFIRM_WINDOW / 2:
+            if now - self.bucket < C.RATE_CONFIRM_WINDOW:
+                self.ok_before, self.refused_before = self.ok, self.refused
+            else:
+                self.ok_before = self.refused_before = 0
+            self.bucket = now
+            self.ok = self.refused = 0
+        if now - self.second >= 1.0:
+            self.last_second = self.this_second if now - self.second < 2.0 else 0
+            self.second = now
+            self.this_second = 0
+        self.this_second += 1
+        if ok:
+            self.ok += 1
+            self.history.append(now)
+        else:
+            self.refused += 1
+            self.last_refused = now
+
+    def recent(self, now: float) -> tuple[int, int]:
+        """(successes, refusals) within about the last ``RATE_CONFIRM_WINDOW``."""
+        age = now - self.bucket
+        if age >= C.RATE_CONFIRM_WINDOW:
+            return 0, 0
+        if age >= C.RATE_CONFIRM_WINDOW / 2:
+            return self.ok, self.refused
+        return self.ok + self.ok_before, self.refused + self.refused_before
+
+    def used(self, now: float) -> int:
+        if now - self.second >= 2.0:
+            return 0
+        if now - self.second >= 1.0:
+            return self.this_second
+        return max(self.last_second, self.this_second)
 
 
 def not_sent(method: str, path: str) -> HathoraTimeoutError:
@@ -167,131 +321,193 @@ class SendBudget:
         self.generation = 0
         """Bumped at each cut: a 429 to a request sent before the last cut is old news."""
         self.throttled = 0
-        self._paused_until = -math.inf
-        self._epoch = 0  # bumped when sleeping waiters must book again
-        self._history: deque[float] = deque(maxlen=C.RATE_HISTORY)  # success times
-        self._server_burst: float | None = None
-        self._storm_at: float | None = None
-        self._settled = -math.inf  # 429s before this belong to the last cut
-        self._burst_count = 0
-        self._full = True  # the server's bucket, as far as estimates go
-        self._full_since = -math.inf
-        self._rate: float | None = None
-        self._ramp = False
-        self._base = 0.0
-        self._w_max = 0.0
-        self._k = 0.0
-        self._origin = 0.0
-        self._tat = -math.inf  # GCRA: the virtual time of the next free slot
-        self._writes: deque[_Waiter] = deque()
-        self._reads: deque[_Waiter] = deque()
+        self._epoch = 0  # bumped when sleeping waiters must look again
+        self._grants = 0  # slots of the shared pace taken
+        self._writes_in_row = 0  # shared slots writes took while a read waited
+        self._write = _Lane(True)
+        self._read = _Lane(False)
+        self._writes = self._write.queue
+        self._reads = self._read.queue
+        self._shared = _Pace((self._write, self._read))  # app-wide limit, or the ceiling
+        self._last_scope: _Pace | None = None
+        self._settled = -math.inf  # refusals before this belong to the last cut
         self._waiting: set[asyncio.Task[Any]] = set()
         self._sent = 0
         self._ok = 0
         self._start_at: float | None = None
-        self._second = -math.inf
-        self._this_second = 0
-        self._last_second = 0
         self._mode = _OPEN
         if self._ceiling is not None:
-            self._mode = _PACED
-            self._settle(clock(), self._ceiling, self._ceiling)
+            self._settle(self._shared, clock(), self._ceiling, self._ceiling)
         elif self._adaptive:
             self._mode = _START
-        self.gated = self._mode != _OPEN
+        self.gated = self._mode != _OPEN or self._ceiling is not None
         """True when an attempt must call ``acquire`` before it is sent."""
 
     # -- reading it ----------------------------------------------------------
 
+    def _lane_rate(self, lane: _Lane) -> float | None:
+        rates = [r for r in (lane.pace.rate, self._shared.rate) if r is not None]
+        return float(min(rates)) if rates else None
+
     def state(self) -> RateLimitState:
         """A snapshot for ``client.rate_limit_state``."""
         now = self._clock()
+        write, read = self._lane_rate(self._write), self._lane_rate(self._read)
+        rates = [r for r in (write, read) if r is not None]
+        paused = max(self._shared.paused_until, self._write.pace.paused_until)
+        paused = max(paused, self._read.pace.paused_until)
         return RateLimitState(
-            rate=self._rate,
+            rate=min(rates) if rates else None,
             throttled=self.throttled,
-            paused_until=self._paused_until if self._paused_until > now else None,
+            paused_until=paused if paused > now else None,
             max_per_second=self._ceiling,
             adaptive=self._adaptive,
+            write_rate=write,
+            read_rate=read,
         )
 
     # -- answers -------------------------------------------------------------
 
-    def passed(self, ticket: int) -> None:
-        """An attempt sent when ``generation`` was ``ticket`` succeeded."""
+    def passed(self, ticket: int, write: bool = True) -> None:
+        """An attempt (a write or a read) sent when ``generation`` was ``ticket`` succeeded."""
         if not self.enabled:
             return
         now = self._clock()
-        self._history.append(now)
-        if ticket == 0 < self.generation and self._server_burst is None:
-            # Sent before the first 429, answered after it: part of that burst.
-            assert self._storm_at is not None
-            if now < self._storm_at + C.RATE_STORM_WINDOW:
-                self._burst_count += 1
-        if now - self._second >= 1.0:
-            self._last_second = self._this_second if now - self._second < 2.0 else 0
-            self._second = now
-            self._this_second = 0
-        self._this_second += 1
+        lane = self._write if write else self._read
+        lane.answered(now, True)
+        if ticket == 0 < self.generation:
+            # Sent before the first limit, answered after it: part of that burst.
+            for pace in (self._shared, lane.pace):
+                storm = pace.storm_at
+                if storm is not None and pace.server_burst is None:
+                    pace.burst_count += now < storm + C.RATE_STORM_WINDOW
+                    if pace.ramp and pace.rate is not None and 2.0 * pace.burst_count > pace.base:
+                        # Refusals came back first: the ramp starts from the burst seen.
+                        pace.base = 2.0 * pace.burst_count
+                        pace.rate = self._clamp(max(pace.rate, pace.base))
         if self._mode == _START:
             self._ok += 1
             if self._ok >= C.RATE_OPEN_AFTER:
                 self._mode = _OPEN
-                self.gated = now < self._paused_until
-        elif self._mode == _PACED and self._adaptive:
-            self._grow(now)
+                self._regate(now)
+        if self._adaptive:
+            if lane.pace.rate is not None:
+                self._grow(lane.pace, now)
+            if self._shared.rate is not None:
+                self._grow(self._shared, now)
 
-    def refused(self, ticket: int, retry_after: float | None, cap: float) -> None:
+    def refused(
+        self, ticket: int, retry_after: float | None, cap: float, write: bool = True
+    ) -> bool:
         """An attempt sent when ``generation`` was ``ticket`` was answered 429.
 
-        ``retry_after`` (seconds, or None) pauses every call, capped at ``cap``.
+        True when the budget now holds the call's next attempt back for it:
+        its lane is paused for the ``Retry-After`` (when it has one), or paced
+        (when it has none), because the 429 belongs to a limit. False when
+        the call waits on its own (a stray 429, or nothing paces it): its
+        ``Retry-After``, or its policy's backoff. A ``Retry-After`` above
+        ``cap`` pauses nobody (its call ends at once).
         """
         if not self.enabled:
-            return
+            return False
         now = self._clock()
         self.throttled += 1
-        until = now + min(retry_after, cap) if retry_after else -math.inf
-        # One cut per episode: a 429 to a request sent before the last cut, or
-        # just after it (the server's bucket was still empty), is old news.
-        if self._adaptive and ticket == self.generation and now >= self._settled:
-            self.generation += 1
-            self._cut(now, max(now, until, self._paused_until))
-        if until > self._paused_until:
-            self._paused_until = until
+        lane = self._write if write else self._read
+        lane.answered(now, False)
+        pause = retry_after if retry_after and retry_after <= cap else None
+        scope = self._last_scope
+        if (
+            scope is not None
+            and (ticket != self.generation or now < self._settled)
+            and (scope is self._shared or scope is lane.pace)
+        ):
+            # Sent before the last cut, or just after it (the server's bucket
+            # was still empty): the same episode, one cut is enough.
+            if pause is not None:
+                self._pause(scope, now + pause)
+            return self._holds(lane, now, retry_after)
+        if not self._confirms(lane, now):
+            return False  # a stray: it delays its own call only
+        scope = self._scope_of(lane, now)
+        self.generation += 1
+        self._last_scope = scope
+        self._settled = now + C.RATE_STORM_WINDOW
+        resume = max(now, now + pause if pause is not None else now, scope.paused_until)
+        if self._adaptive:
+            self._cut(scope, now, resume)
+        if pause is not None:
+            self._pause(scope, now + pause)
+        self._regate(now)
+        return self._holds(lane, now, retry_after)
+
+    def _holds(self, lane: _Lane, now: float, retry_after: float | None) -> bool:
+        if retry_after:
+            until = max(self._shared.paused_until, lane.pace.paused_until)
+            return until >= now + retry_after - 1e-9
+        return self._lane_rate(lane) is not None
+
+    def _confirms(self, lane: _Lane, now: float) -> bool:
+        """Whether the lane's recent refusals look like a limit, not strays."""
+        ok, refused = lane.recent(now)
+        if refused < C.RATE_CONFIRM_REFUSALS:
+            return False
+        share = C.RATE_CONFIRM_SHARE
+        for pace in (lane.pace, self._shared):
+            if pace.rate is not None and pace.w_max > 0 and pace.rate >= pace.w_max:
+                share = C.RATE_PROBE_SHARE  # probing above a known limit: this is its answer
+        return refused >= share * (ok + refused)
+
+    def _scope_of(self, lane: _Lane, now: float) -> _Pace:
+        """The app's limit, or this lane's alone when the other lane shows it is unaffected."""
+        other = self._read if lane.write else self._write
+        if (
+            other.last_refused < now - C.RATE_LANE_MEMORY
+            and self._shared.cut_at < now - C.RATE_LANE_MEMORY
+            and other.recent(now)[0] >= C.RATE_LANE_EVIDENCE
+        ):
+            return lane.pace
+        return self._shared
+
+    def _pause(self, scope: _Pace, until: float) -> None:
+        if until > scope.paused_until:
+            scope.paused_until = until
             # Waiting lets the server's bucket fill up: estimates count from here.
-            self._full_since = max(self._full_since, until)
-            self._full = True
-            self._tat = until
+            scope.full_since = max(scope.full_since, until)
+            scope.full = True
+            scope.tat = max(scope.tat, until) if scope.rate is not None else until
             self._epoch += 1
             self.gated = True
 
+    def _regate(self, now: float) -> None:
+        self.gated = (
+            self._mode != _OPEN
+            or self._shared.rate is not None
+            or self._write.pace.rate is not None
+            or self._read.pace.rate is not None
+            or now < max(self._shared.paused_until, self._write.pace.paused_until)
+            or now < self._read.pace.paused_until
+        )
+
     # -- adapting ------------------------------------------------------------
 
-    def _count_since(self, since: float) -> int:
-        count = 0
-        for when in reversed(self._history):
-            if when < since:
-                break
-            count += 1
-        return count
-
-    def _burst_seen(self, now: float) -> float | None:
-        """What the server let through at once: the successes around the first 429."""
-        if self._server_burst is None and self._storm_at is not None:
+    def _burst_seen(self, pace: _Pace, now: float) -> float | None:
+        """What the server let through at once: the successes around the first limit."""
+        if pace.server_burst is None and pace.storm_at is not None:
             # Answers to one burst arrive in any order: those sent before the
-            # 429 and answered just after it count too (see ``passed``).
-            count = float(max(1, self._burst_count))
-            if now >= self._storm_at + C.RATE_STORM_WINDOW:
-                self._server_burst = count
+            # limit and answered just after it count too (see ``passed``).
+            count = float(max(1, pace.burst_count))
+            if now >= pace.storm_at + C.RATE_STORM_WINDOW:
+                pace.server_burst = count
             return count
-        return self._server_burst
+        return pace.server_burst
 
-    def _estimate(self, now: float) -> float | None:
-        """The server's rate from the successes since its bucket was last full."""
-        # The server's bucket was full after a pause, empty right after a 429.
-        burst = (self._burst_seen(now) or 0.0) if self._full else 0.0
+    def _estimate(self, pace: _Pace, now: float) -> float | None:
+        """The server's rate from the scope's successes since its bucket was last full."""
+        # The server's bucket was full after a pause, empty right after a cut.
+        burst = (self._burst_seen(pace, now) or 0.0) if pace.full else 0.0
         best: float | None = None
-        for count, when in enumerate(reversed(self._history), 1):
-            if when < self._full_since:
+        for count, when in enumerate(pace.history(), 1):
+            if when < pace.full_since:
                 break
             span = now - when
             if span >= C.RATE_ESTIMATE_MIN_WINDOW:
@@ -299,97 +515,108 @@ class SendBudget:
                 if best is None or rate > best:
                     best = rate
         # Whatever the windows say, the server took the last second's successes.
-        floor = (self._count_since(now - 1.0) - burst) / 1.0
+        floor = (pace.count_since(now - 1.0) - burst) / 1.0
         if best is not None and floor > best:
             best = floor
         return best if best is not None and best >= C.RATE_MIN else None
 
-    def _cut(self, now: float, resume: float) -> None:
-        old = self._rate
-        if self._storm_at is None:
-            self._storm_at = now
-            self._burst_count = self._count_since(now - C.RATE_STORM_WINDOW)
-        estimate = self._estimate(now)
-        if old is None or self._ramp:
+    def _cut(self, pace: _Pace, now: float, resume: float) -> None:
+        old = pace.rate
+        if pace.storm_at is None:
+            # The first limit: the successes just before its first refusals
+            # are the burst the server allowed.
+            pace.storm_at = now
+            pace.burst_count = pace.count_since(now - C.RATE_STORM_WINDOW)
+        estimate = self._estimate(pace, now)
+        if old is None or pace.ramp:
             if estimate is not None:
-                self._settle(resume, estimate, estimate * (1 - C.RATE_MARGIN))
+                self._settle(pace, resume, estimate, estimate * (1 - C.RATE_MARGIN))
             elif old is None:
-                self._ramp = True
-                burst = self._burst_seen(now) or 1.0
-                self._base = max(C.RATE_RAMP_MIN_BASE, 2.0 * burst)
-                self._origin = resume
-                self._rate = self._clamp(self._base)
+                pace.ramp = True
+                burst = self._burst_seen(pace, now) or 1.0
+                pace.base = max(C.RATE_RAMP_MIN_BASE, 2.0 * burst)
+                pace.origin = resume
+                pace.rate = self._clamp(pace.base)
             else:
-                self._settle(resume, old, old * C.RATE_BETA)
+                self._settle(pace, resume, old, old * C.RATE_BETA)
         elif estimate is not None:
-            peak = min(estimate, old)
-            self._settle(resume, peak, peak * (1 - C.RATE_MARGIN))
+            # Never below what the server demonstrably accepted (the estimate's floor).
+            self._settle(pace, resume, estimate, estimate * (1 - C.RATE_MARGIN))
         else:
-            self._settle(resume, old, old * C.RATE_BETA)
-        self._mode = _PACED
-        self.gated = True
-        self._full_since = max(self._full_since, now)
-        self._full = False
-        # No burst right after a 429, and nothing until the server's bucket
+            self._settle(pace, resume, old, old * C.RATE_BETA)
+        pace.cut_at = now
+        self._mode = _OPEN  # the server has spoken: no more slow start
+        pace.full_since = max(pace.full_since, now)
+        pace.full = False
+        # No burst right after a cut, and nothing until the server's bucket
         # has had time for a token (a pause, if any, comes on top).
-        rate = self._rate
+        rate = pace.rate
         assert rate is not None
-        self._tat = now + self._capacity(rate) / rate
-        self._settled = now + C.RATE_STORM_WINDOW
+        pace.tat = now + self._capacity(pace, rate) / rate
         self._epoch += 1
+        lanes = "writes" if pace.lanes[0].write else "reads"
+        lanes = "both lanes" if len(pace.lanes) == 2 else lanes
         logger.debug(
-            "send budget: 429 at %.3f; estimate %s, burst %s, pace %s -> %.1f/s, ramp %s",
+            "send budget: limit on %s at %.3f; estimate %s, burst %s, pace %s -> %.1f/s, ramp %s",
+            lanes,
             now,
             estimate,
-            self._server_burst,
+            pace.server_burst,
             old,
             rate,
-            self._ramp,
+            pace.ramp,
         )
         if old is None or rate < old * C.RATE_LOG_DROP:
             logger.info(
-                "the server answered 429: now sending at most %.1f requests/s (was %s)",
+                "the server answered 429: now sending at most %.1f requests/s (%s; was %s)",
                 rate,
+                lanes,
                 "unlimited" if old is None else f"{old:.1f}",
             )
 
-    def _settle(self, origin: float, peak: float, rate: float) -> None:
+    def _settle(self, pace: _Pace, origin: float, peak: float, rate: float) -> None:
         """Pace at ``rate``, growing along CUBIC back towards ``peak`` from ``origin``."""
-        self._ramp = False
-        self._w_max = peak
-        self._origin = origin
+        pace.ramp = False
+        pace.w_max = peak
+        pace.origin = origin
         rate = self._clamp(rate)
-        self._rate = rate
-        self._k = (max(0.0, 1.0 - rate / peak) / C.RATE_CUBIC_SCALE) ** (1 / 3)
+        pace.rate = rate
+        pace.k = (max(0.0, 1.0 - rate / peak) / C.RATE_CUBIC_SCALE) ** (1 / 3)
 
     def _clamp(self, rate: float) -> float:
         if self._ceiling is not None:
             rate = min(rate, self._ceiling)
-        return max(C.RATE_MIN, rate)
+        return float(max(C.RATE_MIN, rate))
 
-    def _grow(self, now: float) -> None:
-        elapsed = now - self._origin
+    def _grow(self, pace: _Pace, now: float) -> None:
+        elapsed = now - pace.origin
         if elapsed <= 0:
             return
-        used = max(self._last_second, self._this_second)
-        if self._ramp:
-            rate = self._base * 2.0 ** min(64.0, elapsed / C.RATE_RAMP_DOUBLING)
-            if rate > 4 * max(used, self._base) and self._head() is None:
+        used = pace.used(now)
+        if pace.ramp:
+            rate = pace.base * 2.0 ** min(64.0, elapsed / C.RATE_RAMP_DOUBLING)
+            if rate > 4 * max(used, pace.base) and not any(lane.queue for lane in pace.lanes):
                 # The server's limit is above what this client asks for: stop ramping.
-                self._settle(now, rate, rate)
+                self._settle(pace, now, rate, rate)
                 return
         else:
-            offset = elapsed - self._k
-            rate = self._w_max * (1 + C.RATE_CUBIC_SCALE * offset * offset * offset)
-            if rate > self._w_max:
-                rate = min(rate, max(self._w_max, C.RATE_MAX_OVER_USED * used))
-        self._rate = self._clamp(rate)
+            offset = elapsed - pace.k
+            rate = pace.w_max * (1 + C.RATE_CUBIC_SCALE * offset * offset * offset)
+            if rate > pace.w_max:
+                rate = min(rate, max(pace.w_max, C.RATE_MAX_OVER_USED * used))
+                if rate >= C.RATE_RAMP_ABOVE * pace.w_max:
+                    # Well above the last limit and not refused: it has moved (a
+                    # dip is over). Ramp to find it rather than creep along CUBIC.
+                    pace.ramp = True
+                    pace.base = rate
+                    pace.origin = now
+        pace.rate = self._clamp(rate)
 
-    def _capacity(self, rate: float) -> float:
+    def _capacity(self, pace: _Pace, rate: float) -> float:
         if self._burst is not None:
             return float(self._burst)
         cap = rate * C.RATE_BURST_SECONDS
-        seen = self._burst_seen(self._clock())
+        seen = self._burst_seen(pace, self._clock())
         if seen is not None:
             # Half: the burst seen may include a token or two refilled meanwhile.
             cap = min(cap, seen / 2)
@@ -413,34 +640,36 @@ class SendBudget:
     async def acquire(self, write: bool, deadline: float, sleep: Sleep) -> bool:
         """Wait until an attempt may be sent; False if not before ``deadline``.
 
-        ``write`` attempts (POST) go before reads. ``sleep`` is the call's own.
-        Cancelled, it holds nothing back.
+        ``write`` attempts (POST) and reads (GET) have lanes of their own (see
+        the module docstring). ``sleep`` is the call's own. Cancelled, it
+        holds nothing back.
         """
         if _PREPAID.get() is self:
             _PREPAID.set(None)
             return True
+        lane = self._write if write else self._read
         task = asyncio.current_task()
         if task is not None:
             self._waiting.add(task)
         try:
-            if self._rate is None:
-                allowed = await self._unpaced(deadline, sleep)
+            if lane.pace.rate is None and self._shared.rate is None:
+                allowed = await self._unpaced(lane, deadline, sleep)
                 if allowed is not None:
                     return allowed
-            return await self._paced(write, deadline, sleep)
+            return await self._paced(lane, deadline, sleep)
         finally:
             if task is not None:
                 self._waiting.discard(task)
 
-    async def _unpaced(self, deadline: float, sleep: Sleep) -> bool | None:
+    async def _unpaced(self, lane: _Lane, deadline: float, sleep: Sleep) -> bool | None:
         """Not pacing: only a pause, or the slow start, holds an attempt back.
 
         True when it may go, False when the deadline comes first, None when
-        the budget started pacing meanwhile (then ``_paced`` decides).
+        the lane started pacing meanwhile (then ``_paced`` decides).
         """
-        while self._rate is None:
+        while lane.pace.rate is None and self._shared.rate is None:
             now = self._clock()
-            start = max(now, self._paused_until)
+            start = max(now, self._shared.paused_until, lane.pace.paused_until)
             if start > now:
                 if start >= deadline:
                     return False
@@ -456,43 +685,85 @@ class SendBudget:
                 continue
             self._sent += 1
             if self._mode == _OPEN:
-                self.gated = self._clock() < self._paused_until
+                self._regate(self._clock())
             return True
         return None
 
-    def _head(self) -> _Waiter | None:
-        if self._writes:
-            return self._writes[0]
-        return self._reads[0] if self._reads else None
+    def _own_slot(self, lane: _Lane, now: float) -> float:
+        """When the lane's own pace and the pauses let its next attempt go."""
+        pace = lane.pace
+        slot = max(now, self._shared.paused_until, pace.paused_until)
+        rate = pace.rate
+        if rate is not None:
+            slot = max(slot, pace.tat - (self._capacity(pace, rate) - 1) / rate)
+        return slot
 
-    def _leave(self, waiter: _Waiter) -> None:
-        was_head = self._head() is waiter
-        queue = self._writes if waiter.write else self._reads
+    def _slot(self, lane: _Lane, now: float) -> tuple[float, bool]:
+        """When the lane's head may go, and whether the other lane's head goes first.
+
+        Its own pace, then its turn at the shared one: when both heads want
+        the next shared slot, reads get one in ``RATE_READ_EVERY``.
+        """
+        slot = self._own_slot(lane, now)
+        shared = self._shared
+        rate = shared.rate
+        if rate is None:
+            return slot, False
+        turn = max(slot, shared.tat - (self._capacity(shared, rate) - 1) / rate)
+        other = self._read if lane.write else self._write
+        if other.queue and self._own_slot(other, now) <= turn:
+            reads_owed = self._writes_in_row >= C.RATE_READ_EVERY - 1
+            return turn, reads_owed == lane.write
+        return turn, False
+
+    def _take(self, lane: _Lane, at: float) -> None:
+        """The lane's attempt goes at ``at``: book it on its paces."""
+        now = self._clock()
+        # A late departure pushes the schedule: lateness is no credit.
+        pace = lane.pace
+        if pace.rate is not None:
+            pace.tat = max(pace.tat, at, now) + 1.0 / pace.rate
+        shared = self._shared
+        if shared.rate is not None:
+            shared.tat = max(shared.tat, at, now) + 1.0 / shared.rate
+            self._grants += 1
+            if not lane.write:
+                self._writes_in_row = 0
+            elif self._reads:
+                self._writes_in_row += 1
+            other = self._read if lane.write else self._write
+            if other.queue:
+                other.queue[0].event.set()  # its head may be waiting behind this one
+
+    def _leave(self, lane: _Lane, waiter: _Waiter) -> None:
+        queue = lane.queue
+        was_head = bool(queue) and queue[0] is waiter
         with contextlib.suppress(ValueError):
             queue.remove(waiter)
-        head = self._head()
-        if was_head and head is not None:
-            head.event.set()
+        if was_head:
+            if queue:
+                queue[0].event.set()
+            other = self._read if lane.write else self._write
+            if other.queue:
+                other.queue[0].event.set()  # it may have been waiting behind this head
 
-    async def _paced(self, write: bool, deadline: float, sleep: Sleep) -> bool:
-        """Only the head of the queue sleeps, until its slot; the rest wait their turn."""
+    async def _paced(self, lane: _Lane, deadline: float, sleep: Sleep) -> bool:
+        """Only the head of the lane's queue sleeps, until its slot; the rest wait their turn."""
         waiter: _Waiter | None = None
+        queue = lane.queue
         try:
             while True:
                 now = self._clock()
-                rate = self._rate
-                assert rate is not None
-                interval = 1.0 / rate
-                slot = max(
-                    now, self._paused_until, self._tat - (self._capacity(rate) - 1) * interval
-                )
+                slot, behind = self._slot(lane, now)
                 if waiter is None:
-                    if slot <= now and self._head() is None:
-                        self._tat = max(self._tat, now) + interval
+                    if slot <= now and not queue and not behind:
+                        self._take(lane, now)
                         return True
-                    waiter = _Waiter(write)
-                    (self._writes if write else self._reads).append(waiter)
-                if self._head() is not waiter:
+                    waiter = _Waiter()
+                    queue.append(waiter)
+                if queue[0] is not waiter or behind:
+                    # Not first in its lane, or the other lane's head takes the
+                    # next shared slot: wait to be told (only one head sleeps on it).
                     waiter.event.clear()
                     if deadline <= now:
                         return False
@@ -504,17 +775,18 @@ class SendBudget:
                 if slot >= deadline:
                     return False
                 if slot > now:
-                    epoch = self._epoch
+                    epoch, grants = self._epoch, self._grants
                     await sleep(slot - now)
-                    # A pause or a cut meanwhile, or a write now first: look again.
-                    if self._epoch != epoch or self._head() is not waiter:
+                    # A pause or a cut meanwhile, or the other lane took a shared slot:
+                    # look again. Otherwise trust the sleep (an injected one may not
+                    # move the clock).
+                    if self._epoch != epoch or self._grants != grants or queue[0] is not waiter:
                         continue
-                # A late departure pushes the schedule: lateness is no credit.
-                self._tat = max(self._tat, slot, self._clock()) + interval
+                self._take(lane, slot)
                 return True
         finally:
             if waiter is not None:
-                self._leave(waiter)
+                self._leave(lane, waiter)
 
     @contextlib.asynccontextmanager
     async def turn(self, sleep: Sleep) -> AsyncIterator[None]:

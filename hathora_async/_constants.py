@@ -95,33 +95,57 @@ DEFAULT_ROOM_POLL_INTERVAL = 0.5
 # Send budget (issue 12; see _budget.py for how they work together).
 # Before the server has said anything about its limit: this many requests may
 # go at once, each success lets RATE_START_GAIN more go, and after
-# RATE_OPEN_AFTER successes without a 429 the budget stops counting (no cost).
+# RATE_OPEN_AFTER successes without a confirmed limit the budget stops counting.
 RATE_INITIAL_WINDOW = 24
 RATE_START_GAIN = 2
 RATE_OPEN_AFTER = 64
 RATE_START_RECHECK = 0.005
 # Never pace slower than this (requests per second).
 RATE_MIN = 0.5
-# After a first 429 that says nothing about the server's rate: start from the
+# A 429 is read as a limit (not a stray) once a lane has had at least
+# RATE_CONFIRM_REFUSALS refusals within the last RATE_CONFIRM_WINDOW seconds
+# (counted in two half-window buckets) and they are at least RATE_CONFIRM_SHARE
+# of its answers then: a gateway's overload refuses 50-90 %, strays stay at
+# their own base rate. While probing above a limit already confirmed, the
+# share needed is RATE_PROBE_SHARE.
+RATE_CONFIRM_REFUSALS = 2
+RATE_CONFIRM_WINDOW = 1.0
+RATE_CONFIRM_SHARE = 0.2
+RATE_PROBE_SHARE = 0.05
+# Lanes (writes: POST; reads: GET). A limit confirmed on one lane is taken as
+# the app's (a pace and pause shared by both lanes) unless the other lane shows
+# it is unaffected: at least RATE_LANE_EVIDENCE successes within the confirm
+# window, no refusal within RATE_LANE_MEMORY seconds, and no app-wide cut then.
+RATE_LANE_EVIDENCE = 3
+RATE_LANE_MEMORY = 10.0
+# When both lanes wait for the shared pace, reads get at least one slot in
+# RATE_READ_EVERY (writes the rest): polls progress, creates are not starved.
+RATE_READ_EVERY = 4
+# After a first limit that says nothing about the server's rate: start from the
 # burst the server allowed, per second, and double every RATE_RAMP_DOUBLING s.
 RATE_RAMP_DOUBLING = 0.25
 RATE_RAMP_MIN_BASE = 5.0
 # The server's rate is estimated from successes over windows at least this long.
 RATE_ESTIMATE_MIN_WINDOW = 0.25
-# Successes kept (their times) for that estimate.
+# Successes kept per lane (their times) for that estimate.
 RATE_HISTORY = 4096
-# Successes this close to the first 429 count as the burst the server allows.
+# Successes this close to the first refusal of a first limit count as the burst
+# the server allows.
 RATE_STORM_WINDOW = 0.25
 # Pace this far below an estimated server rate; without an estimate, cut to BETA.
 RATE_MARGIN = 0.05
 RATE_BETA = 0.7
-# CUBIC growth, relative to the rate at the last 429: w(t) = w_max (1 + C (t - K)^3).
-RATE_CUBIC_SCALE = 0.002
+# CUBIC growth, relative to the rate at the last cut: w(t) = w_max (1 + C (t - K)^3)
+# (flat for K = 1.4 s after a 5 % cut, 10 % above w_max 1.7 s later). Once the pace
+# is RATE_RAMP_ABOVE times w_max without a limit, the limit has moved: the pace
+# ramps (doubling every RATE_RAMP_DOUBLING s) until the next limit says where.
+RATE_CUBIC_SCALE = 0.02
+RATE_RAMP_ABOVE = 1.1
 # Requests that may go at once when pacing: this many seconds' worth, at most the
 # burst the server was seen to allow.
 RATE_BURST_SECONDS = 0.1
-# Growth is capped at this multiple of the rate actually used (an idle client
-# must not grow a rate it would then burst at).
+# Growth is capped at this multiple of the sending rate (answers per second, as
+# botocore measures it): an idle client must not grow a rate it would then burst at.
 RATE_MAX_OVER_USED = 2.0
 # A cut to below this fraction of the previous rate is logged at INFO.
 RATE_LOG_DROP = 0.5

@@ -630,6 +630,7 @@ class Transport:
             # -- send budget (issue 12) --
             budget = self.budget
             refusals = 0  # 429s: refused, so not counted against the retry attempts
+            held = False  # the budget holds the next attempt back for the last 429
             last: HathoraError | None = None
             # --
             response: aiohttp.ClientResponse | None = None
@@ -718,7 +719,7 @@ class Transport:
                     body = b""
                 else:
                     if 200 <= status < 300:
-                        budget.passed(ticket)  # send budget (issue 12)
+                        budget.passed(ticket, write)  # send budget (issue 12)
                         # Decoded here, not in a method of its own: one call less per call.
                         decode = endpoint.decode
                         if decode is None:
@@ -738,7 +739,9 @@ class Transport:
                             self._connector.doom(protocol)
                     # -- send budget (issue 12): a 429 slows (and may pause) every call --
                     if isinstance(error, RateLimitedError):
-                        budget.refused(ticket, error.retry_after, policy.max_retry_after)
+                        held = budget.refused(
+                            ticket, error.retry_after, policy.max_retry_after, write
+                        )
                         if budget.enabled and policy.attempts > 1:
                             refusals += 1
                     # --
@@ -769,8 +772,12 @@ class Transport:
                 retries += 1
                 error.attempts = retries
                 remaining = deadline - clock()
-                counted = max(1, retries - refusals)  # send budget (issue 12)
-                delay = self._delay_or_raise(error, retryable, counted, policy, remaining)
+                # Send budget (issue 12): 429s use no attempts, but when nothing else
+                # holds the call back they count for the backoff's growth.
+                counted = max(1, retries - refusals)
+                delay = self._delay_or_raise(
+                    error, retryable, counted, policy, remaining, counted if held else retries
+                )
                 if task is not None:
                     self._inflight[task] = False  # refused or never sent: nothing made
                 if logger.isEnabledFor(logging.DEBUG):
@@ -783,11 +790,10 @@ class Transport:
                         policy.attempts,
                         delay,
                     )
-                # A 429's Retry-After paused the budget: waiting for it is this call's pause.
-                if not (
-                    budget.enabled and isinstance(error, RateLimitedError) and error.retry_after
-                ):
+                # A limit's Retry-After paused the budget: waiting for it is this call's pause.
+                if not (held and isinstance(error, RateLimitedError) and error.retry_after):
                     await self._pause(delay, options.sleep, endpoint, path)
+                held = False
                 remaining = deadline - clock()
                 if remaining <= 0:
                     raise_timeout(endpoint, path, error)
@@ -863,6 +869,7 @@ class Transport:
         retries: int,
         policy: RetryPolicy,
         remaining: float,
+        backoff: int,
     ) -> float:
         if not retryable or retries >= policy.attempts:
             raise error
@@ -876,7 +883,7 @@ class Transport:
                 # Waiting that long is the caller's decision, not ours.
                 raise error
             return retry_after
-        delay = policy.backoff(retries)
+        delay = policy.backoff(backoff)
         if delay >= remaining:
             raise error
         return delay

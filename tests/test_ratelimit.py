@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
+import aiohttp.web
 import pytest
 
 from hathora_async import (
@@ -21,6 +22,7 @@ from hathora_async import (
     Region,
     RetryPolicy,
 )
+from hathora_async._budget import SendBudget
 from hathora_async.testing import FakeHathora, Fault, ManualClock
 from hathora_async.testing.__main__ import _parse
 
@@ -236,7 +238,9 @@ async def test_the_budget_finds_the_limit_and_keeps_under_it() -> None:
         assert 30 < state.rate < 150
 
 
-async def test_retry_after_pauses_every_call_and_sibling() -> None:
+async def test_a_limits_retry_after_pauses_every_call_and_sibling() -> None:
+    # A Retry-After pauses everyone once 429s look like a limit (two in a row
+    # here, with no other answer between); the first, alone, delays only its call.
     clock = ManualClock(100.0)
     sleep = Recorder()
     # Not adaptive: the pause alone holds calls back (no pace on top).
@@ -245,8 +249,9 @@ async def test_retry_after_pauses_every_call_and_sibling() -> None:
         client_for(fake, clock=clock, sleep=sleep, rate_limit=RateLimit(adaptive=False)) as client,
     ):
         target = await client.processes.create_process(Region.TOKYO)
-        fake.faults.add("get_latest_processes", Fault(status=429, retry_after="3"))
-        await client.processes.get_latest_processes()  # refused once, then paused 3 s
+        fake.faults.add("get_latest_processes", Fault(status=429, retry_after="3"), times=2)
+        await client.processes.get_latest_processes()  # refused twice, then paused 3 s
+        assert sleep.delays == [pytest.approx(3.0)] * 2  # its own, then the budget's
         assert client.rate_limit_state.paused_until == pytest.approx(103.0)
         sibling = client.with_options(timeout=10.0)
         before = len(sleep.delays)
@@ -254,19 +259,53 @@ async def test_retry_after_pauses_every_call_and_sibling() -> None:
         await client.processes.stop_process(target.process_id)
         # Each waited for the pause (the recorder does not move the clock).
         assert sleep.delays[before:] == [pytest.approx(3.0)] * 2
-        assert client.rate_limit_state.throttled == 1
+        assert client.rate_limit_state.throttled == 2
 
 
-async def test_a_retry_after_above_the_cap_pauses_only_up_to_the_cap() -> None:
+@pytest.mark.parametrize("route", ["get_latest_processes", "create_process"])
+async def test_a_lone_429s_retry_after_delays_only_its_own_call(route: str) -> None:
+    clock = ManualClock(100.0)
+    sleep = Recorder()
+    async with FakeHathora() as fake, client_for(fake, clock=clock, sleep=sleep) as client:
+        target = await client.processes.create_process(Region.TOKYO)
+        for _ in range(10):
+            await client.processes.get_process_info(target.process_id)
+        fake.faults.add(route, Fault(status=429, retry_after="3"))
+        if route == "create_process":
+            await client.processes.create_process(Region.TOKYO)
+        else:
+            await client.processes.get_latest_processes()
+        assert sleep.delays == [pytest.approx(3.0)]  # the call's own wait
+        state = client.rate_limit_state
+        assert (state.paused_until, state.rate, state.throttled) == (None, None, 1)
+        await client.processes.get_process_info(target.process_id)
+        assert len(sleep.delays) == 1  # nobody else waited
+
+
+async def test_a_retry_after_above_the_cap_pauses_nobody() -> None:
+    # The call that got it ends at once (waiting that long is the caller's
+    # decision); pausing the others up to the cap would only delay them into
+    # the same answer. Even for a limit (three such answers in a row).
     clock = ManualClock(0.0)
+    sleep = Recorder()
     async with (
         FakeHathora() as fake,
-        client_for(fake, clock=clock, retry=RetryPolicy(max_retry_after=5.0)) as client,
+        client_for(
+            fake,
+            clock=clock,
+            sleep=sleep,
+            retry=RetryPolicy(max_retry_after=5.0),
+            rate_limit=RateLimit(adaptive=False),  # no pace: only a pause could hold calls
+        ) as client,
     ):
-        fake.faults.add("get_latest_processes", Fault(status=429, retry_after="60"))
-        with pytest.raises(RateLimitedError):
-            await client.processes.get_latest_processes()
-        assert client.rate_limit_state.paused_until == pytest.approx(5.0)
+        fake.faults.add("get_latest_processes", Fault(status=429, retry_after="60"), times=3)
+        for _ in range(3):
+            with pytest.raises(RateLimitedError) as caught:
+                await client.processes.get_latest_processes()
+            assert caught.value.retry_after == 60.0
+        assert client.rate_limit_state.paused_until is None
+        await client.processes.get_latest_processes()
+        assert sleep.delays == []
 
 
 # -- creates --------------------------------------------------------------------
@@ -436,3 +475,180 @@ async def test_preallocate_withdraws_creates_waiting_for_budget_on_cancel() -> N
     result = caught[0].preallocation
     assert len(result.created) == 2
     assert not any(f.outcome_unknown for f in result.failed)
+
+
+# -- stray 429s, lanes, fairness (issue 12's second round) ------------------------
+
+
+@pytest.mark.parametrize("retry_after", [None, "1"])
+async def test_stray_429s_are_not_taken_for_a_limit(retry_after: str | None) -> None:
+    # 5 % of answers are 429 at random, with no real limit behind them: the
+    # budget must not start pacing (it used to cut at each, ratcheting down to
+    # a few dozen requests per second) nor pause the others for a Retry-After.
+    clock = Clock()
+    async with (
+        FakeHathora(clock=clock) as fake,
+        client_for(fake, clock=clock, sleep=clock.sleep, timeout=60.0) as client,
+    ):
+        fake.faults.add_random(None, 0.05, [Fault(status=429, retry_after=retry_after)], seed=3)
+        for _ in range(20):
+            await asyncio.gather(*(client.processes.get_latest_processes() for _ in range(20)))
+            clock.advance(0.05)
+        state = client.rate_limit_state
+        assert state.throttled >= 10
+        assert (state.rate, state.paused_until) == (None, None)
+
+
+async def test_estimates_never_ratchet_below_what_the_server_accepted() -> None:
+    # A real limit (40/s), then strays only: the pace stays near the limit the
+    # server showed instead of being cut again and again by estimates that
+    # the client's own pace had limited.
+    clock = Clock()
+    async with (
+        FakeHathora(clock=clock, rate_limit=40.0, rate_burst=5, retry_after=None) as fake,
+        client_for(fake, clock=clock, sleep=clock.sleep, timeout=120.0) as client,
+    ):
+        await asyncio.gather(*(client.processes.get_latest_processes() for _ in range(100)))
+        found = client.rate_limit_state.rate
+        assert found is not None
+        fake.faults.add_random(None, 0.05, [Fault(status=429)], seed=5)
+        await asyncio.gather(*(client.processes.get_latest_processes() for _ in range(400)))
+        state = client.rate_limit_state
+        assert state.rate is not None
+        assert state.rate >= 0.8 * found
+
+
+def post_only_limit(fake: FakeHathora) -> None:
+    """Make the fake's gateway limit creates and stops (POST) only: reads pass freely."""
+    gateway = fake.gateway
+    assert gateway is not None
+
+    @aiohttp.web.middleware
+    async def only_posts(request: aiohttp.web.Request, handler: Any) -> Any:
+        if request.method != "POST" or gateway.admit("posts"):
+            return await handler(request)
+        return gateway.refusal()
+
+    gateway.middleware = only_posts  # type: ignore[method-assign]
+    fake.app = fake._build_app()
+
+
+@pytest.mark.parametrize("retry_after", [None, 1])
+async def test_a_limit_on_creates_only_paces_creates_not_reads(retry_after: int | None) -> None:
+    # Real time (about 3 s). Reads keep going, unpaced and never paused, while
+    # creates find their own limit and are seldom refused.
+    fake = FakeHathora(rate_limit=10.0, rate_burst=5, retry_after=retry_after)
+    post_only_limit(fake)
+    reads = 0
+    stop = asyncio.Event()
+    async with fake, client_for(fake, timeout=60.0) as client:
+
+        async def reader() -> None:
+            nonlocal reads
+            while not stop.is_set():
+                await client.processes.get_latest_processes()
+                reads += 1
+
+        readers = [asyncio.create_task(reader()) for _ in range(4)]
+        await asyncio.sleep(0.2)
+        loop = asyncio.get_running_loop()
+        started, before = loop.time(), reads
+        await asyncio.gather(*(client.processes.create_process(Region.LONDON) for _ in range(25)))
+        elapsed = loop.time() - started
+        state = client.rate_limit_state
+        stop.set()
+        await asyncio.gather(*readers)
+    assert fake.processes_created == 25
+    assert fake.gateway is not None
+    assert fake.gateway.refused < 2 * 25  # it was about 28 per create
+    assert state.write_rate is not None
+    assert state.read_rate is None  # reads are not paced by the creates' limit
+    assert (reads - before) / elapsed > 50  # it was about 7 per second
+
+
+async def test_reads_get_a_share_while_creates_are_backlogged() -> None:
+    # A ceiling of 5/s and 40 creates queued (8 s of budget): a read still goes
+    # within a few slots, not after every queued create.
+    clock = Clock()
+    order: list[str] = []
+    async with (
+        FakeHathora(clock=clock) as fake,
+        client_for(
+            fake,
+            clock=clock,
+            sleep=clock.sleep,
+            timeout=60.0,
+            trace_configs=[order_of_requests(order)],
+            rate_limit=RateLimit(max_per_second=5.0, burst=1, adaptive=False),
+        ) as client,
+    ):
+        target = await client.processes.create_process(Region.MUMBAI)
+        order.clear()
+        creates = [
+            asyncio.create_task(client.processes.create_process(Region.MUMBAI)) for _ in range(40)
+        ]
+        await asyncio.sleep(0)
+        short = client.with_options(timeout=5.0)
+        reads = [short.processes.get_process_info(target.process_id) for _ in range(3)]
+        reads.append(short.processes.get_latest_processes())
+        await asyncio.gather(*reads)  # each within its 5 s deadline (creates: 8 s)
+        await asyncio.gather(*creates)
+    assert fake.processes_created == 41
+    # Reads take at least one slot in RATE_READ_EVERY (4) while both wait.
+    positions = [i for i, kind in enumerate(order) if kind in ("info", "list")]
+    assert len(positions) == 4
+    assert positions[-1] <= 4 * 4
+
+
+async def test_429s_with_nothing_pacing_back_off_exponentially() -> None:
+    # Not adaptive and no ceiling: nothing paces the call, so its 429s (which
+    # still use no attempts) grow its backoff instead of retrying at the first delay.
+    sleep = Recorder()
+    policy = RetryPolicy(attempts=2, initial_delay=0.1, max_delay=1.0, jitter=False)
+    async with (
+        FakeHathora() as fake,
+        client_for(fake, sleep=sleep, retry=policy, rate_limit=RateLimit(adaptive=False)) as client,
+    ):
+        fake.faults.add("create_process", Fault(status=429), times=6)
+        await client.processes.create_process(Region.LONDON)
+        assert fake.request_counts["create_process"] == 7  # past its 2 attempts
+    assert sleep.delays == pytest.approx([0.1, 0.2, 0.4, 0.8, 1.0, 1.0])
+
+
+def test_the_reported_rate_is_always_a_float() -> None:
+    budget = SendBudget(RateLimit(max_per_second=10), lambda: 0.0)
+    state = budget.state()
+    assert type(state.rate) is float and state.rate == 10.0
+    assert type(state.write_rate) is float and type(state.read_rate) is float
+    assert type(RateLimit(max_per_second=3).max_per_second) is float
+
+
+def test_recovery_after_a_dip_takes_a_few_seconds() -> None:
+    # The budget alone, on a manual clock: a limit of 50/s, a dip to 10/s,
+    # then 50/s again. The pace is back near 50/s within a few seconds (CUBIC
+    # scale), where it used to take 15-20 s.
+    now = [0.0]
+    budget = SendBudget(RateLimit(), lambda: now[0])
+
+    def run(limit: float, seconds: float, demand: float = 80.0) -> None:
+        tokens, end = 5.0, now[0] + seconds
+        while now[0] < end:
+            pace = budget._lane_rate(budget._write) or demand
+            step = 1.0 / min(demand, pace)
+            now[0] += step
+            tokens = min(5.0, tokens + limit * step)
+            ticket = budget.generation
+            if tokens >= 1.0:
+                tokens -= 1.0
+                budget.passed(ticket, True)
+            else:
+                budget.refused(ticket, None, 20.0, True)
+
+    run(50.0, 5.0)
+    assert budget.state().rate == pytest.approx(50.0, rel=0.3)
+    run(10.0, 3.0)
+    dipped = budget.state().rate
+    assert dipped is not None and dipped < 15.0
+    run(50.0, 4.0)
+    recovered = budget.state().rate
+    assert recovered is not None and recovered > 0.8 * 50.0
