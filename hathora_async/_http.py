@@ -629,6 +629,7 @@ class Transport:
             retries = 0
             # -- send budget (issue 12) --
             budget = self.budget
+            write = endpoint.method != "GET"
             refusals = 0  # 429s: refused, so not counted against the retry attempts
             held = False  # the budget holds the next attempt back for the last 429
             last: HathoraError | None = None
@@ -641,7 +642,6 @@ class Transport:
                 retryable: bool
                 # -- send budget (issue 12): wait for it; nothing is sent before --
                 if budget.gated:
-                    write = endpoint.method != "GET"  # writes are served first
                     if not await budget.acquire(write, deadline, options.sleep):
                         if last is not None:
                             raise_timeout(endpoint, path, last)
