@@ -375,6 +375,10 @@ class SendBudget:
         now = self._clock()
         lane = self._write if write else self._read
         lane.answered(now, True)
+        if not self.gated:
+            # Open, nothing paced or paused (no pace exists while ungated): only the
+            # answer counts, for telling a later limit from strays. The common case.
+            return
         if ticket == 0 < self.generation:
             # Sent before the first limit, answered after it: part of that burst.
             for pace in (self._shared, lane.pace):

@@ -257,7 +257,8 @@ def _classify(exc: BaseException) -> tuple[HathoraError, bool, bool]:
 class _BodyTooLarge(Exception):
     """The body passed the size limit while being read; ``head`` is its start."""
 
-    def __init__(self, head: bytes) -> None:
+    def __init__(self, status: int, head: bytes) -> None:
+        self.status = status
         self.head = head
 
 
@@ -692,6 +693,7 @@ class Transport:
                         if getattr(response, "_writer", response) is not None:
                             await response.wait_for_close()
                 except _BodyTooLarge as exc:
+                    status = exc.status
                     error = ResponseTooLargeError(status, limit, _kept(exc.head, self._redactor))
                     # Never retried: another attempt would read (and inflate) it again.
                     retryable = False
@@ -945,7 +947,7 @@ async def _read_bounded(
     """
     length = response.content_length
     if length is not None and length > limit and _CONTENT_ENCODING not in response.headers:
-        raise _BodyTooLarge(b"")
+        raise _BodyTooLarge(response.status, b"")
     keep = limit if keep_all else C.MAX_ERROR_BODY_BYTES + overlap
     chunks: list[bytes] = []
     kept = 0
@@ -958,5 +960,6 @@ async def _read_bounded(
             chunks.append(piece)
             kept += len(piece)
         if size > limit:
-            raise _BodyTooLarge(b"".join(chunks)[: C.MAX_ERROR_BODY_BYTES + overlap])
+            head = b"".join(chunks)[: C.MAX_ERROR_BODY_BYTES + overlap]
+            raise _BodyTooLarge(response.status, head)
     return b"".join(chunks)

@@ -550,6 +550,7 @@ class WarmPool:
             errors_before = self.errors
             self._retry_after = None
             fence = self._store.fence
+            store_failed = False
             try:
                 if fence is None:
                     await self._follow()
@@ -560,8 +561,6 @@ class WarmPool:
             except StoreError as exc:
                 self._note(exc)
                 store_failed = True
-            else:
-                store_failed = False
             if self.errors == errors_before:
                 self._delay = self._poll_interval
             else:

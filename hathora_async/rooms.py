@@ -249,21 +249,21 @@ class RoomsApi:
                 if rooms is None:
                     return None
                 response = await rooms.get_connection_info_with_http_info(room_id, app_id=app_id)
-                break
             except NotFoundError:
                 left = min(deadline - C.MIN_BOUNDED_CALL_TIMEOUT, lag_until) - clock()
                 if left <= 0:
                     return None
                 await self._client._options.sleep(min(C.DEFAULT_ROOM_POLL_INTERVAL, left))
-        info = response.data
-        data = RoomConnectionData(
-            room_id=info.room_id,
-            process_id=allocation.process_id,
-            status=info.status,
-            additional_exposed_ports=info.additional_exposed_ports,
-            exposed_port=info.exposed_port,
-        )
-        return ApiResponse(response.status_code, response.headers, data)
+                continue
+            info = response.data
+            data = RoomConnectionData(
+                room_id=info.room_id,
+                process_id=allocation.process_id,
+                status=info.status,
+                additional_exposed_ports=info.additional_exposed_ports,
+                exposed_port=info.exposed_port,
+            )
+            return ApiResponse(response.status_code, response.headers, data)
 
     def _before(self, deadline: float) -> RoomsApi | None:
         """These operations bounded to end by ``deadline``; None if no call fits."""

@@ -432,3 +432,32 @@ async def test_exit_reconciles_a_create_with_unknown_outcome_and_stops_the_stray
         assert fake.processes_created == 1
         assert set(statuses(fake).values()) == {"stopped"}
         assert len(pool.process_ids()) == 0
+
+
+async def test_a_pass_fenced_out_after_an_error_ends_quietly() -> None:
+    """A pass that met an API error and then lost its fence is abandoned, not a crash
+    (the backoff after it read a flag only the store-error branch had set)."""
+    from hathora_async._store import Commit, FencedOutError, MemoryPoolStore
+
+    class LosesItsLease(MemoryPoolStore):
+        fenced_out = False
+
+        async def commit(self, change: Commit, *, fence: int) -> None:
+            if self.fenced_out:
+                raise FencedOutError("another replica holds the lease now")
+            await super().commit(change, fence=fence)
+
+    store = LosesItsLease()
+    async with (
+        setup(retry=RetryPolicy.none(), boot_delay=3600.0) as (fake, client),
+        WarmPool(client, {Region.SEATTLE: 2}, poll_interval=QUIET, store=store) as pool,
+    ):
+        await pool.refresh()
+        assert fake.processes_created == 2
+        errors = pool.errors
+        fake.faults.add("get_latest_processes", Fault(status=500), times=1000)
+        fake.faults.add("get_process_info", Fault(status=500), times=1000)
+        store.fenced_out = True
+        await pool.refresh()
+        assert pool.errors > errors
+        assert fake.processes_created == 2  # fenced out: nothing more was sent
