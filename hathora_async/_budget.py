@@ -188,8 +188,30 @@ class _Pace:
         "ramp",
         "rate",
         "server_burst",
+        "spread",
         "storm_at",
         "tat",
+        "true_burst",
+        "w_max",
+    )
+
+    # What a cut changes, and an undo restores (see ``_Check``).
+    SAVED = (
+        "base",
+        "burst_count",
+        "cut_at",
+        "full",
+        "full_since",
+        "k",
+        "origin",
+        "paused_until",
+        "ramp",
+        "rate",
+        "server_burst",
+        "spread",
+        "storm_at",
+        "tat",
+        "true_burst",
         "w_max",
     )
 
@@ -207,8 +229,17 @@ class _Pace:
         self.storm_at: float | None = None
         self.burst_count = 0
         self.server_burst: float | None = None
+        self.spread = 0.0  # how long the successes counted in that burst took
+        self.true_burst: float | None = None  # the burst less the tokens refilled meanwhile
         self.full = True  # the server's bucket, as far as estimates go
         self.full_since = -math.inf
+
+    def saved(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.SAVED}
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        for name, value in saved.items():
+            setattr(self, name, value)
 
     def used(self, now: float) -> int:
         """The measured sending rate: answers per second (the busier of the last two)."""
@@ -245,6 +276,7 @@ class _Lane:
         "refused",
         "refused_before",
         "second",
+        "strays",
         "this_second",
         "write",
     )
@@ -255,6 +287,7 @@ class _Lane:
         self.history: deque[float] = deque(maxlen=C.RATE_HISTORY)  # success times
         self.pace = _Pace((self,))
         self.last_refused = -math.inf
+        self.strays = 0.0  # the share of stray 429s learned (see ``_Check``)
         # Answers in two half-window buckets: the current one and the one before.
         self.bucket = -math.inf
         self.ok = self.refused = self.ok_before = self.refused_before = 0
@@ -298,6 +331,40 @@ class _Lane:
         return max(self.last_second, self.this_second)
 
 
+class _Check:
+    """A cut on trial: the answers to requests sent after it say whether it held.
+
+    A gateway's refusals stop (or fall) once paced below its limit; stray 429s
+    keep their share whatever the pace. See ``RATE_STRAY_*`` in ``_constants``.
+    """
+
+    __slots__ = (
+        "early",
+        "first",
+        "generation",
+        "limited",
+        "ok",
+        "pace",
+        "previous",
+        "refused",
+        "saved",
+        "scope",
+    )
+
+    def __init__(self, scope: _Pace, saved: dict[str, Any], generation: int) -> None:
+        self.scope = scope
+        self.saved = saved  # the pace before the first cut of the trial
+        self.generation = generation
+        self.ok = self.refused = 0
+        self.early = 0  # refusals among the first half of its answers
+        self.first = math.inf  # when its first answer came
+        self.limited = False  # most were refused at some stage: a limit is there
+        self.pace = scope.rate  # the pace on trial (None: a ramp, which grows by design)
+        if scope.ramp:
+            self.pace = None
+        self.previous: float | None = None  # the refusal share before the last cut
+
+
 def not_sent(method: str, path: str) -> HathoraTimeoutError:
     """The error of a call whose deadline passed while it waited for the budget."""
     error = HathoraTimeoutError(
@@ -331,6 +398,8 @@ class SendBudget:
         self._shared = _Pace((self._write, self._read))  # app-wide limit, or the ceiling
         self._last_scope: _Pace | None = None
         self._settled = -math.inf  # refusals before this belong to the last cut
+        self._check: _Check | None = None
+        self._fresh = 0  # answers to attempts sent before this generation say nothing new
         self._waiting: set[asyncio.Task[Any]] = set()
         self._sent = 0
         self._ok = 0
@@ -389,6 +458,11 @@ class SendBudget:
                         # Refusals came back first: the ramp starts from the burst seen.
                         pace.base = 2.0 * pace.burst_count
                         pace.rate = self._clamp(max(pace.rate, pace.base))
+        check = self._trial(lane, ticket)
+        if check is not None:
+            check.ok += 1
+            check.first = min(check.first, now)
+            self._judge(check, now)
         if self._mode == _START:
             self._ok += 1
             if self._ok >= C.RATE_OPEN_AFTER:
@@ -419,6 +493,15 @@ class SendBudget:
         lane = self._write if write else self._read
         lane.answered(now, False)
         pause = retry_after if retry_after and retry_after <= cap else None
+        check = self._trial(lane, ticket)
+        if check is not None:
+            # Sent after a cut on trial: an answer to the trial, which decides (no pause:
+            # strays must not stop everyone, and a pace still too high is cut again).
+            check.early += 2 * (check.ok + check.refused) < C.RATE_STRAY_SAMPLE
+            check.refused += 1
+            check.first = min(check.first, now)
+            self._judge(check, now)
+            return self._holds(lane, now, retry_after)
         scope = self._last_scope
         if (
             scope is not None
@@ -430,15 +513,33 @@ class SendBudget:
             if pause is not None:
                 self._pause(scope, now + pause)
             return self._holds(lane, now, retry_after)
-        if not self._confirms(lane, now):
-            return False  # a stray: it delays its own call only
+        if ticket < self._fresh or not self._confirms(lane, now):
+            # A stray (or sent before strays were found): it delays its own call
+            # only. Without a Retry-After it is retried after the policy's first
+            # delays: adaptive, the budget would have confirmed a storm of them as
+            # a limit, so 429s need not grow the backoff (an unlucky create would
+            # otherwise wait seconds while the others succeed).
+            return self._adaptive and retry_after is None
+        if pause is not None and self._adaptive and not self._storm(lane, now):
+            # Confirmed, but not by a storm: it may yet be strays, which must not
+            # stop everyone. The cut's trial decides; each call waits its own.
+            pause = None
         scope = self._scope_of(lane, now)
         self.generation += 1
         self._last_scope = scope
         self._settled = now + C.RATE_STORM_WINDOW
         resume = max(now, now + pause if pause is not None else now, scope.paused_until)
         if self._adaptive:
+            saved = scope.saved()
             self._cut(scope, now, resume)
+            check = self._check
+            if check is None or check.scope is not scope:
+                self._check = _Check(scope, saved, self.generation)
+            else:
+                check.generation = self.generation
+                check.ok = check.refused = check.early = 0
+                check.first = math.inf
+                check.pace = None if scope.ramp else scope.rate
         if pause is not None:
             self._pause(scope, now + pause)
         self._regate(now)
@@ -456,10 +557,142 @@ class SendBudget:
         if refused < C.RATE_CONFIRM_REFUSALS:
             return False
         share = C.RATE_CONFIRM_SHARE
+        probing = False
         for pace in (lane.pace, self._shared):
             if pace.rate is not None and pace.w_max > 0 and pace.rate >= pace.w_max:
                 share = C.RATE_PROBE_SHARE  # probing above a known limit: this is its answer
-        return refused >= share * (ok + refused)
+                probing = True
+        if not probing and refused < C.RATE_CONFIRM_MORE:
+            # Few refusals: only a clear majority is a limit (a storm), not a handful
+            # of strays among the first answers.
+            if refused < C.RATE_CONFIRM_CLEAR:
+                return False
+            share = max(share, C.RATE_CONFIRM_CLEAR_SHARE)
+        if lane.strays > 0:
+            # Strays seen at this share: a limit must refuse clearly more, and often.
+            if refused < C.RATE_STRAY_CLEAR:
+                return False
+            share = max(share, lane.strays + C.RATE_STRAY_MARGIN)
+        answers = ok + refused
+        if self._mode == _START:
+            # Refusals come back faster than successes (a gateway answers them
+            # itself): while the first requests are out, count them all.
+            answers = max(answers, self._sent)
+        return refused >= share * answers
+
+    def _trial(self, lane: _Lane, ticket: int) -> _Check | None:
+        """The cut on trial this answer belongs to, if any (and if still on trial)."""
+        check = self._check
+        if check is None or ticket != check.generation or lane not in check.scope.lanes:
+            return None
+        rate, pace = check.scope.rate, check.pace
+        if rate is None or (pace is not None and rate > C.RATE_RAMP_ABOVE * pace):
+            # The pace grew since (no refusals for a while): the cut held, and
+            # refusals now answer the probe above it.
+            self._check = None
+            return None
+        return check
+
+    def _storm(self, lane: _Lane, now: float) -> bool:
+        """A clear majority refused, or refusals to a probe above a known limit."""
+        for pace in (lane.pace, self._shared):
+            if pace.rate is not None and pace.w_max > 0 and pace.rate >= pace.w_max:
+                return True
+        ok, refused = lane.recent(now)
+        answers = max(ok + refused, self._sent) if self._mode == _START else ok + refused
+        return refused >= C.RATE_CONFIRM_CLEAR_SHARE * answers
+
+    def _judge(self, check: _Check, now: float) -> None:
+        """Whether the cut on trial held, was not deep enough, or met strays."""
+        answers = check.ok + check.refused
+        clear = check.refused >= C.RATE_STRAY_CLEAR and 2 * check.refused >= answers
+        if answers < C.RATE_STRAY_SAMPLE and not clear:
+            return
+        scope = check.scope
+        share = check.refused / answers
+        rate = scope.rate
+        quiet = max(lane.last_refused for lane in scope.lanes) < now - C.RATE_STRAY_QUIET
+        # Strays already known: refusals at about their share are theirs.
+        floor = max(
+            C.RATE_STRAY_FLOOR, max(lane.strays for lane in scope.lanes) + C.RATE_STRAY_FLOOR
+        )
+        if share < floor or rate is None or quiet:
+            self._check = None  # the refusals stopped: the cut found a limit
+            for lane in scope.lanes:
+                lane.strays = min(lane.strays, share)  # and strays are at most that many
+            return
+        if (
+            check.previous is not None
+            and share <= C.RATE_STRAY_MAX
+            and share >= C.RATE_STRAY_SAME * check.previous
+            # Strays come all along; a limit that moved meanwhile, from then on.
+            and 4 * check.early >= check.refused
+        ):
+            # Cut again, and refused as much: the refusals do not follow the send
+            # rate, so they are strays. Undo the cuts (unless most were refused
+            # at some stage: then a limit is there too, strays on top); learn them.
+            self._check = None
+            if check.limited:
+                for lane in scope.lanes:
+                    lane.strays = max(lane.strays, share)
+                return
+            scope.restore(check.saved)
+            for lane in scope.lanes:
+                lane.strays = max(lane.strays, share)
+            self.generation += 1
+            self._fresh = self.generation
+            self._last_scope = None
+            self._epoch += 1
+            for lane in scope.lanes:
+                if lane.queue:
+                    lane.queue[0].event.set()
+            self._regate(now)
+            logger.info(
+                "send budget: %.0f %% of answers are 429 whatever the pace: strays, not a limit;"
+                " back to %s",
+                100 * share,
+                "unlimited" if scope.rate is None else f"{scope.rate:.1f} requests/s",
+            )
+            return
+        if clear:
+            check.limited = True
+            for lane in scope.lanes:
+                lane.strays = 0.0  # most refused: a limit (it may have moved), not strays
+        # Still refused at this pace: cut to the successes it measured.
+        # (Measured, not the pace times the share: a ramp, or demand below the pace.)
+        since = max(check.first, now - 1.0)
+        if scope.paused_until < now:
+            since = max(since, scope.paused_until)  # (a pause is not the server's rate)
+        success = scope.count_since(since) / max(now - since, C.RATE_ESTIMATE_MIN_WINDOW)
+        short = now - C.RATE_ESTIMATE_MIN_WINDOW
+        if short >= since:
+            # The last quarter second too: the pace may have ramped meanwhile.
+            success = max(success, scope.count_since(short) / C.RATE_ESTIMATE_MIN_WINDOW)
+        if now - check.first < 2 * C.RATE_ESTIMATE_MIN_WINDOW:
+            # Too short to measure: never below what the server took over the last second.
+            success = max(success, float(scope.count_since(now - 1.0)))
+        # At most the pace's own share of successes: a cut, never a raise.
+        success = max(min(success, rate * (1.0 - share)), C.RATE_MIN)
+        self._settle(scope, now, success, success * (1 - C.RATE_MARGIN))
+        scope.cut_at = now
+        scope.full = False
+        scope.full_since = max(scope.full_since, now)
+        scope.tat = max(scope.tat, now)
+        self.generation += 1
+        self._last_scope = scope
+        self._settled = now + C.RATE_STORM_WINDOW
+        self._epoch += 1
+        check.generation = self.generation
+        check.ok = check.refused = check.early = 0
+        check.first = math.inf
+        check.pace = scope.rate
+        check.previous = share
+        logger.debug(
+            "send budget: %.0f %% still refused after a cut: pace %.1f -> %.1f/s",
+            100 * share,
+            rate,
+            scope.rate,
+        )
 
     def _scope_of(self, lane: _Lane, now: float) -> _Pace:
         """The app's limit, or this lane's alone when the other lane shows it is unaffected."""
@@ -508,20 +741,33 @@ class SendBudget:
     def _estimate(self, pace: _Pace, now: float) -> float | None:
         """The server's rate from the scope's successes since its bucket was last full."""
         # The server's bucket was full after a pause, empty right after a cut.
-        burst = (self._burst_seen(pace, now) or 0.0) if pace.full else 0.0
+        seen = (self._burst_seen(pace, now) or 0.0) if pace.full else 0.0
+        history = pace.history()
+        recent = pace.count_since(now - 1.0)
+        burst = seen
         best: float | None = None
-        for count, when in enumerate(pace.history(), 1):
-            if when < pace.full_since:
+        # The burst seen includes the tokens the server refilled while it went
+        # (rate x its spread): estimate the rate, take them off, estimate again.
+        for _ in range(C.RATE_BURST_ROUNDS if seen > 1.0 else 1):
+            best = None
+            for count, when in enumerate(history, 1):
+                if when < pace.full_since:
+                    break
+                span = now - when
+                if span >= C.RATE_ESTIMATE_MIN_WINDOW:
+                    rate = (count - burst) / span
+                    if best is None or rate > best:
+                        best = rate
+            # Whatever the windows say, the server took the last second's successes.
+            floor = recent - burst
+            if best is not None and floor > best:
+                best = floor
+            if best is None or pace.server_burst is None:
                 break
-            span = now - when
-            if span >= C.RATE_ESTIMATE_MIN_WINDOW:
-                rate = (count - burst) / span
-                if best is None or rate > best:
-                    best = rate
-        # Whatever the windows say, the server took the last second's successes.
-        floor = (pace.count_since(now - 1.0) - burst) / 1.0
-        if best is not None and floor > best:
-            best = floor
+            # (At most half of it: the server's bucket may have run dry within the spread.)
+            burst = max(seen / 2, seen - best * pace.spread)
+        if pace.server_burst is not None and seen > 0:
+            pace.true_burst = burst
         return best if best is not None and best >= C.RATE_MIN else None
 
     def _cut(self, pace: _Pace, now: float, resume: float) -> None:
@@ -531,6 +777,11 @@ class SendBudget:
             # are the burst the server allowed.
             pace.storm_at = now
             pace.burst_count = pace.count_since(now - C.RATE_STORM_WINDOW)
+            first = next(
+                (when for when in reversed(pace.history()) if when >= now - C.RATE_STORM_WINDOW),
+                now,
+            )
+            pace.spread = now - first
         estimate = self._estimate(pace, now)
         if old is None or pace.ramp:
             if estimate is not None:
@@ -538,13 +789,21 @@ class SendBudget:
             elif old is None:
                 pace.ramp = True
                 burst = self._burst_seen(pace, now) or 1.0
-                pace.base = max(C.RATE_RAMP_MIN_BASE, 2.0 * burst)
+                # Never below what the server took over the last second: if that is
+                # above its limit, the trial of the cut says so (see ``_judge``).
+                took = float(pace.count_since(now - 1.0))
+                pace.base = max(C.RATE_RAMP_MIN_BASE, 2.0 * burst, took)
                 pace.origin = resume
                 pace.rate = self._clamp(pace.base)
             else:
                 self._settle(pace, resume, old, old * C.RATE_BETA)
         elif estimate is not None:
-            # Never below what the server demonstrably accepted (the estimate's floor).
+            # Never below what the server demonstrably accepted (the estimate's floor),
+            # nor, refused while probing above it, below the last limit (CUBIC's
+            # w_max): estimates are bounded by the client's own slower pace. If that
+            # limit has dropped, the cut's trial finds out and cuts deeper.
+            if old >= pace.w_max:
+                estimate = max(estimate, pace.w_max)
             self._settle(pace, resume, estimate, estimate * (1 - C.RATE_MARGIN))
         else:
             self._settle(pace, resume, old, old * C.RATE_BETA)
@@ -599,10 +858,16 @@ class SendBudget:
         used = pace.used(now)
         if pace.ramp:
             rate = pace.base * 2.0 ** min(64.0, elapsed / C.RATE_RAMP_DOUBLING)
+            # Doubling per round of answers, not per tick of the clock: never above
+            # twice what went through over the last doubling time (as CUBIC's cap).
+            recent = pace.count_since(now - C.RATE_RAMP_DOUBLING) / C.RATE_RAMP_DOUBLING
+            capped = min(rate, max(pace.base, C.RATE_MAX_OVER_USED * recent))
             if rate > 4 * max(used, pace.base) and not any(lane.queue for lane in pace.lanes):
-                # The server's limit is above what this client asks for: stop ramping.
-                self._settle(pace, now, rate, rate)
+                # The server's limit is above what this client asks for: stop
+                # ramping, at what it uses (not at what the clock would have made).
+                self._settle(pace, now, capped, capped)
                 return
+            rate = capped
         else:
             offset = elapsed - pace.k
             rate = pace.w_max * (1 + C.RATE_CUBIC_SCALE * offset * offset * offset)
@@ -620,7 +885,7 @@ class SendBudget:
         if self._burst is not None:
             return float(self._burst)
         cap = rate * C.RATE_BURST_SECONDS
-        seen = self._burst_seen(pace, self._clock())
+        seen = pace.true_burst or self._burst_seen(pace, self._clock())
         if seen is not None:
             # Half: the burst seen may include a token or two refilled meanwhile.
             cap = min(cap, seen / 2)
