@@ -3,6 +3,7 @@
     python3 benchmarks/bench_ratelimit.py            # every case, about 2 minutes
     python3 benchmarks/bench_ratelimit.py --only 300-ra,pool
     python3 benchmarks/bench_ratelimit.py --attacks   # stray 429s, one limited route, ...
+    python3 benchmarks/bench_ratelimit.py --shapes    # bursts 1 and 100, 3-500 req/s
 
 Each run starts the fake Hathora in its own process as a gateway would limit
 it (``python -m hathora_async.testing --rate-limit R --rate-burst 10
@@ -19,10 +20,13 @@ the issue's targets checked for the "on" runs:
 - wall time within 1.5x ``n / rate`` plus 1 s for creates, within
   2x ``(n / rate + boot)`` with ``wait=True``.
 
-``--attacks`` runs the cases a review found (in-process fakes, numbers only):
-5 % stray 429s with no limit (throughput on against off), a limit on creates
-only (refusals per create, reads meanwhile), a dip of the limit (time back to
-near the restored limit) and ``wait=True`` at 5 req/s (polls against creates).
+``--shapes`` runs the same table for limits of burst 1 and 100 at 3 to 500
+req/s (same targets). ``--attacks`` runs the cases reviews found (numbers
+only): 5 % stray 429s with no limit (throughput on against off), a limit on
+creates only (refusals per create, reads meanwhile), a dip of the limit (time
+back to near the restored limit), ``wait=True`` at 5 req/s (polls against
+creates), 600 creates among 10-20 % stray 429s, a second job after a slow
+limit and 5 s idle, and an app-wide limit met after healthy reads.
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ class Case:
     boot: float = 0.0
     wait: bool = False
     pool: bool = False
+    burst: int = BURST
 
     @property
     def max_429(self) -> float:
@@ -81,13 +86,27 @@ CASES = [
     Case("pool", "`WarmPool` 14 regions x 6 @ 30 req/s, 1 s boot", 84, 30.0, boot=1.0, pool=True),
 ]
 
+# Limits the budget was not tuned for (issue 12's third round): burst 1 and 100.
+SHAPES = [
+    Case(f"{rate:g}/{burst}", f"{count} @ {rate:g} req/s, burst {burst}", count, rate, burst=burst)
+    for rate, burst, count in [
+        (3.0, 1, 40),
+        (17.0, 1, 150),
+        (17.0, 100, 300),
+        (50.0, 1, 300),
+        (50.0, 100, 300),
+        (500.0, 1, 1500),
+        (500.0, 100, 1500),
+    ]
+]
+
 
 def fake_server(case: Case) -> contextlib.AbstractContextManager[tuple[str, str, str]]:
     """The fake, rate-limited, in a child process: (base_url, token, app_id)."""
     retry_after = "none" if case.retry_after is None else str(case.retry_after)
     return standalone_fake(
         "--boot-delay", str(case.boot), "--seed", "1", "--rate-limit", str(case.rate),
-        "--rate-burst", str(BURST), "--retry-after", retry_after,
+        "--rate-burst", str(case.burst), "--retry-after", retry_after,
     )  # fmt: skip
 
 
@@ -197,7 +216,8 @@ HEADER = (
 
 
 async def main_async(args: argparse.Namespace) -> int:
-    chosen = [c for c in CASES if not args.only or c.key in args.only.split(",")]
+    cases = SHAPES if args.shapes else CASES
+    chosen = [c for c in cases if not args.only or c.key in args.only.split(",")]
     if args.scale != 1.0:  # a smoke run: fewer processes, same rates
         chosen = [attrs.evolve(c, count=max(2, round(c.count * args.scale))) for c in chosen]
     lines = [HEADER]
@@ -212,7 +232,8 @@ async def main_async(args: argparse.Namespace) -> int:
             if args.verbose:
                 print(f"   requests by kind: {out.counts.by_name}", file=sys.stderr)
     print(
-        f"\nGateway: token bucket per token, burst {BURST}; `preallocate(..., "
+        f"\nGateway: token bucket per token, burst {'as given' if args.shapes else BURST}; "
+        f"`preallocate(..., "
         f"concurrency={CONCURRENCY})` over the 14 regions; the pool waits until ready.\n"
     )
     print("\n".join(lines))
@@ -356,12 +377,95 @@ async def starve(budget: bool) -> str:
     return f"{ready} ready, {len(result.failed)} failed in {wall:.1f} s; {refused} answered 429"
 
 
+async def strays(budget: bool, share: float, retry_after: str | None) -> str:
+    """`preallocate` of 600 while ``share`` of answers are 429 at random (no real limit)."""
+    async with FakeHathora() as fake, _client(fake, budget, timeout=60.0) as client:
+        fake.faults.add_random(None, share, [Fault(status=429, retry_after=retry_after)], seed=1)
+        started = time.perf_counter()
+        result = await client.preallocate(plan_for(600), concurrency=CONCURRENCY)
+        wall = time.perf_counter() - started
+        rate = client.rate_limit_state.rate
+    pace = f"{rate:.0f}/s" if rate is not None else "none"
+    return f"{len(result.created)} made, {len(result.failed)} failed in {wall:.1f} s (pace: {pace})"
+
+
+async def second_job(budget: bool) -> str:
+    """3 req/s, burst 1: 40 creates, 5 s idle and a read, then 40 creates more."""
+    counts = Counts()
+    with standalone_fake(
+        "--seed", "1", "--rate-limit", "3", "--rate-burst", "1", "--retry-after", "1"
+    ) as (url, token, app_id):  # fmt: skip
+        async with HathoraClient(
+            token,
+            app_id,
+            base_url=url,
+            trace_configs=[tracer(counts)],
+            rate_limit=RateLimit() if budget else None,
+        ) as client:
+            await client.preallocate(plan_for(40), concurrency=CONCURRENCY)
+            await asyncio.sleep(5.0)
+            with contextlib.suppress(Exception):
+                await client.processes.get_latest_processes()
+            idle = client.rate_limit_state.rate
+            sent, refused = counts.sent, counts.refused
+            started = time.perf_counter()
+            result = await client.preallocate(plan_for(40), concurrency=CONCURRENCY)
+            wall = time.perf_counter() - started
+    share = (counts.refused - refused) / max(1, counts.sent - sent)
+    pace = f"{idle:.1f}/s" if idle is not None else "none"
+    return (
+        f"pace after idle {pace}; job 2: {len(result.created)} made, {len(result.failed)} "
+        f"failed, {share:.0%} answered 429, {wall:.1f} s (target ≤ 21 s)"
+    )
+
+
+async def app_wide(budget: bool) -> str:
+    """An app-wide 30/s limit (burst 10): 10 reads/s for 11 s, then 300 creates."""
+    counts = Counts()
+    with standalone_fake(
+        "--seed", "1", "--rate-limit", "30", "--rate-burst", "10", "--retry-after", "1"
+    ) as (url, token, app_id):  # fmt: skip
+        async with HathoraClient(
+            token,
+            app_id,
+            base_url=url,
+            trace_configs=[tracer(counts)],
+            rate_limit=RateLimit() if budget else None,
+        ) as client:
+
+            async def poller() -> None:
+                while True:
+                    with contextlib.suppress(Exception):
+                        await client.processes.get_latest_processes()
+                    await asyncio.sleep(0.1)
+
+            polling = asyncio.create_task(poller())
+            await asyncio.sleep(11.0)
+            sent, refused = counts.sent, counts.refused
+            started = time.perf_counter()
+            result = await client.preallocate(plan_for(300), concurrency=CONCURRENCY)
+            wall = time.perf_counter() - started
+            polling.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await polling
+    share = (counts.refused - refused) / max(1, counts.sent - sent)
+    return (
+        f"{len(result.created)} made, {len(result.failed)} failed, {share:.1%} answered 429 "
+        f"(target ≤ 15 %), {wall:.1f} s"
+    )
+
+
 ATTACKS: list[tuple[str, str, Callable[[bool], Awaitable[str]]]] = [
     ("random-429", "5 % random 429s, no `Retry-After`, no limit", lambda b: random_429(b, None)),
     ("random-429-ra", "5 % random 429s, `Retry-After: 1`, no limit", lambda b: random_429(b, "1")),
     ("create-only", "a 5/s limit on creates only", create_only),
     ("dip", "a dip: 50/s, 10/s for 3 s, 50/s", dip),
     ("starve", "`wait=True` 120 at 5/s (`max_per_second=5` when on), 1 s boot", starve),
+    ("strays-10", "600 creates, 10 % random 429s, `Retry-After: 1`", lambda b: strays(b, 0.1, "1")),
+    ("strays-20", "600 creates, 20 % random 429s, `Retry-After: 1`", lambda b: strays(b, 0.2, "1")),
+    ("strays-20-none", "600 creates, 20 % random 429s, none", lambda b: strays(b, 0.2, None)),
+    ("second-job", "3/s burst 1: a job, 5 s idle, another job", second_job),
+    ("app-wide", "app-wide 30/s met after 11 s of healthy reads", app_wide),
 ]
 
 
@@ -388,6 +492,9 @@ def main() -> None:
         "--scale", type=float, default=1.0, help="multiply every case's count (smoke runs)"
     )
     parser.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
+    parser.add_argument(
+        "--shapes", action="store_true", help="limits of burst 1 and 100 at 3-500 req/s instead"
+    )
     parser.add_argument(
         "--attacks",
         nargs="?",

@@ -18,13 +18,24 @@ gateway that answers ``Retry-After``, where each limit costs a pause:
    successes, and from then on the budget costs one attribute read before
    each attempt, and one call after each answer.
 2. Two *lanes*: writes (POST: creates, stops) and reads (GET: polls, lists).
-   A 429 is read as a *limit* only when its lane has had at least
-   ``RATE_CONFIRM_REFUSALS`` refusals in the last ``RATE_CONFIRM_WINDOW``
-   seconds that are at least ``RATE_CONFIRM_SHARE`` of its answers (a
-   gateway's overload refuses most; stray 429s stay at their base rate), or
-   ``RATE_PROBE_SHARE`` when pacing at or above a limit already confirmed.
-   A stray 429 delays only its own call (its ``Retry-After``, or the policy's
-   backoff counting its 429s), and changes no estimate.
+   A 429 is read as a *limit* only when its lane's refusals in the last
+   ``RATE_CONFIRM_WINDOW`` seconds are a storm (at least
+   ``RATE_CONFIRM_CLEAR`` making ``RATE_CONFIRM_CLEAR_SHARE`` of its answers,
+   counting the requests still out during the slow start: refusals come back
+   first) or at least ``RATE_CONFIRM_MORE`` making ``RATE_CONFIRM_SHARE``; or
+   ``RATE_PROBE_SHARE`` when pacing at or above a limit already confirmed;
+   always ``RATE_STRAY_MARGIN`` above the lane's learned stray share. A stray
+   429 delays only its own call (its ``Retry-After``, or the policy's first
+   delays: were they a storm, they would be a limit), and changes no estimate.
+   A ``Retry-After`` pauses the scope only for a storm or a refused probe.
+2b. Each cut is put on *trial* (``_Check``): a gateway's refusals depend on
+   the send rate, strays do not. Once ``RATE_STRAY_SAMPLE`` answers to
+   requests sent after the cut are in, a refusal share still at
+   ``RATE_STRAY_FLOOR`` (above the known strays) cuts again, to the successes
+   measured; if at that lower pace the share stays (``RATE_STRAY_SAME``, at
+   most ``RATE_STRAY_MAX``, and already in the first half of the answers),
+   the refusals were strays: the cuts are undone and their share learned.
+   When most were refused at some stage a limit is there too: the pace stays.
 3. A limit is the app's (one pace and pause shared by both lanes) unless the
    other lane shows it is unaffected: ``RATE_LANE_EVIDENCE`` successes in the
    confirm window, no refusal for ``RATE_LANE_MEMORY`` seconds, and no
@@ -39,9 +50,16 @@ gateway that answers ``Retry-After``, where each limit costs a pause:
    burst B, successes over the window ending at the refusals are B + R x
    window, so the best window gives R, never less than what the server took
    in the last second. The pace goes ``RATE_MARGIN`` below that. A first
-   limit that says nothing about R ramps instead: doubling every
-   ``RATE_RAMP_DOUBLING`` seconds from twice that burst per second until the
-   next limit, which does.
+   limit that says nothing about R ramps instead: from twice that burst per
+   second (or the last second's successes), doubling every
+   ``RATE_RAMP_DOUBLING`` seconds but never above twice the successes of the
+   last doubling time (a ramp per round of answers, not of the clock), until
+   the next limit; with no demand it settles at what is used. The burst seen
+   (successes just before the first refusals) includes the tokens refilled
+   meanwhile: the estimate takes R x their spread off (at most half), and
+   re-estimates ``RATE_BURST_ROUNDS`` times. A probe above a limit refused is
+   cut to no less than that limit (estimates are bounded by the client's own
+   slower pace); the trial cuts deeper if it moved.
 5. While answers succeed a pace grows along a CUBIC curve, relative to the
    rate at the last cut (flat near it, then probing above it), never above
    ``max_per_second`` nor above ``RATE_MAX_OVER_USED`` times the measured
@@ -605,7 +623,11 @@ class SendBudget:
     def _judge(self, check: _Check, now: float) -> None:
         """Whether the cut on trial held, was not deep enough, or met strays."""
         answers = check.ok + check.refused
-        clear = check.refused >= C.RATE_STRAY_CLEAR and 2 * check.refused >= answers
+        # Most refused: by count, or (a slow pace collects answers slowly) by time.
+        clear = 2 * check.refused >= answers and (
+            check.refused >= C.RATE_STRAY_CLEAR
+            or (check.refused >= 3 and now - check.first >= C.RATE_STRAY_SLOW)
+        )
         if answers < C.RATE_STRAY_SAMPLE and not clear:
             return
         scope = check.scope
@@ -784,6 +806,9 @@ class SendBudget:
             pace.spread = now - first
         estimate = self._estimate(pace, now)
         if old is None or pace.ramp:
+            if estimate is not None and old is not None and pace.w_max > 0:
+                # A ramp above the last limit, refused: no less than that limit.
+                estimate = max(estimate, pace.w_max)
             if estimate is not None:
                 self._settle(pace, resume, estimate, estimate * (1 - C.RATE_MARGIN))
             elif old is None:
@@ -860,7 +885,10 @@ class SendBudget:
             rate = pace.base * 2.0 ** min(64.0, elapsed / C.RATE_RAMP_DOUBLING)
             # Doubling per round of answers, not per tick of the clock: never above
             # twice what went through over the last doubling time (as CUBIC's cap).
-            recent = pace.count_since(now - C.RATE_RAMP_DOUBLING) / C.RATE_RAMP_DOUBLING
+            # (Over at least two requests' time at this pace: one success in a
+            # quarter second is no rate.)
+            window = max(C.RATE_RAMP_DOUBLING, 2.0 / pace.rate if pace.rate else 0.0)
+            recent = pace.count_since(now - window) / window
             capped = min(rate, max(pace.base, C.RATE_MAX_OVER_USED * recent))
             if rate > 4 * max(used, pace.base) and not any(lane.queue for lane in pace.lanes):
                 # The server's limit is above what this client asks for: stop

@@ -173,6 +173,7 @@ RATE_LOG_DROP = 0.5
 # like a limit whose confirmation share is 20 %).
 RATE_STRAY_SAMPLE = 40
 RATE_STRAY_CLEAR = 8
+RATE_STRAY_SLOW = 2.0  # (or 3 refusals making half, over this many seconds)
 RATE_STRAY_FLOOR = 0.04
 RATE_STRAY_SAME = 0.6
 RATE_STRAY_MAX = 0.3  # a higher share, steady at any pace, is a limit that moved
