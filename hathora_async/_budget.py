@@ -18,24 +18,13 @@ gateway that answers ``Retry-After``, where each limit costs a pause:
    successes, and from then on the budget costs one attribute read before
    each attempt, and one call after each answer.
 2. Two *lanes*: writes (POST: creates, stops) and reads (GET: polls, lists).
-   A 429 is read as a *limit* only when its lane's refusals in the last
-   ``RATE_CONFIRM_WINDOW`` seconds are a storm (at least
-   ``RATE_CONFIRM_CLEAR`` making ``RATE_CONFIRM_CLEAR_SHARE`` of its answers,
-   counting the requests still out during the slow start: refusals come back
-   first) or at least ``RATE_CONFIRM_MORE`` making ``RATE_CONFIRM_SHARE``; or
-   ``RATE_PROBE_SHARE`` when pacing at or above a limit already confirmed;
-   always ``RATE_STRAY_MARGIN`` above the lane's learned stray share. A stray
-   429 delays only its own call (its ``Retry-After``, or the policy's first
-   delays: were they a storm, they would be a limit), and changes no estimate.
-   A ``Retry-After`` pauses the scope only for a storm or a refused probe.
-2b. Each cut is put on *trial* (``_Check``): a gateway's refusals depend on
-   the send rate, strays do not. Once ``RATE_STRAY_SAMPLE`` answers to
-   requests sent after the cut are in, a refusal share still at
-   ``RATE_STRAY_FLOOR`` (above the known strays) cuts again, to the successes
-   measured; if at that lower pace the share stays (``RATE_STRAY_SAME``, at
-   most ``RATE_STRAY_MAX``, and already in the first half of the answers),
-   the refusals were strays: the cuts are undone and their share learned.
-   When most were refused at some stage a limit is there too: the pace stays.
+   A 429 is read as a *limit* only when its lane has had at least
+   ``RATE_CONFIRM_REFUSALS`` refusals in the last ``RATE_CONFIRM_WINDOW``
+   seconds that are at least ``RATE_CONFIRM_SHARE`` of its answers (a
+   gateway's overload refuses most; stray 429s stay at their base rate), or
+   ``RATE_PROBE_SHARE`` when pacing at or above a limit already confirmed.
+   A stray 429 delays only its own call (its ``Retry-After``, or the policy's
+   backoff counting its 429s), and changes no estimate.
 3. A limit is the app's (one pace and pause shared by both lanes) unless the
    other lane shows it is unaffected: ``RATE_LANE_EVIDENCE`` successes in the
    confirm window, no refusal for ``RATE_LANE_MEMORY`` seconds, and no
@@ -50,16 +39,9 @@ gateway that answers ``Retry-After``, where each limit costs a pause:
    burst B, successes over the window ending at the refusals are B + R x
    window, so the best window gives R, never less than what the server took
    in the last second. The pace goes ``RATE_MARGIN`` below that. A first
-   limit that says nothing about R ramps instead: from twice that burst per
-   second (or the last second's successes), doubling every
-   ``RATE_RAMP_DOUBLING`` seconds but never above twice the successes of the
-   last doubling time (a ramp per round of answers, not of the clock), until
-   the next limit; with no demand it settles at what is used. The burst seen
-   (successes just before the first refusals) includes the tokens refilled
-   meanwhile: the estimate takes R x their spread off (at most half), and
-   re-estimates ``RATE_BURST_ROUNDS`` times. A probe above a limit refused is
-   cut to no less than that limit (estimates are bounded by the client's own
-   slower pace); the trial cuts deeper if it moved.
+   limit that says nothing about R ramps instead: doubling every
+   ``RATE_RAMP_DOUBLING`` seconds from twice that burst per second until the
+   next limit, which does.
 5. While answers succeed a pace grows along a CUBIC curve, relative to the
    rate at the last cut (flat near it, then probing above it), never above
    ``max_per_second`` nor above ``RATE_MAX_OVER_USED`` times the measured
@@ -206,32 +188,16 @@ class _Pace:
         "ramp",
         "rate",
         "server_burst",
-        "spread",
         "storm_at",
         "tat",
-        "true_burst",
         "w_max",
     )
 
     # What a cut changes, and an undo restores (see ``_Check``).
     SAVED = (
-        "base",
-        "burst_count",
-        "cut_at",
-        "full",
-        "full_since",
-        "k",
-        "origin",
-        "paused_until",
-        "ramp",
-        "rate",
-        "server_burst",
-        "spread",
-        "storm_at",
-        "tat",
-        "true_burst",
-        "w_max",
-    )
+        "base", "burst_count", "cut_at", "full", "full_since", "k", "origin",
+        "paused_until", "ramp", "rate", "server_burst", "storm_at", "tat", "w_max",
+    )  # fmt: skip
 
     def __init__(self, lanes: tuple[_Lane, ...]) -> None:
         self.lanes = lanes  # whose successes its estimates count
@@ -247,8 +213,6 @@ class _Pace:
         self.storm_at: float | None = None
         self.burst_count = 0
         self.server_burst: float | None = None
-        self.spread = 0.0  # how long the successes counted in that burst took
-        self.true_burst: float | None = None  # the burst less the tokens refilled meanwhile
         self.full = True  # the server's bucket, as far as estimates go
         self.full_since = -math.inf
 
@@ -350,37 +314,31 @@ class _Lane:
 
 
 class _Check:
-    """A cut on trial: the answers to requests sent after it say whether it held.
-
-    A gateway's refusals stop (or fall) once paced below its limit; stray 429s
-    keep their share whatever the pace. See ``RATE_STRAY_*`` in ``_constants``.
-    """
+    """A cut under watch: the answers to requests sent after it say whether it
+    met a limit or strays (``RATE_STRAY_*`` in ``_constants``)."""
 
     __slots__ = (
+        "before",
         "early",
         "first",
         "generation",
-        "limited",
         "ok",
-        "pace",
-        "previous",
         "refused",
         "saved",
         "scope",
+        "share",
     )
 
-    def __init__(self, scope: _Pace, saved: dict[str, Any], generation: int) -> None:
+    def __init__(
+        self, scope: _Pace, saved: dict[str, Any], generation: int, share: float, before: float
+    ) -> None:
         self.scope = scope
-        self.saved = saved  # the pace before the first cut of the trial
+        self.saved = saved  # the pace before the cut
         self.generation = generation
-        self.ok = self.refused = 0
-        self.early = 0  # refusals among the first half of its answers
+        self.share = share  # the refusal share that confirmed it
+        self.before = before  # successes per second before it
+        self.ok = self.refused = self.early = 0
         self.first = math.inf  # when its first answer came
-        self.limited = False  # most were refused at some stage: a limit is there
-        self.pace = scope.rate  # the pace on trial (None: a ramp, which grows by design)
-        if scope.ramp:
-            self.pace = None
-        self.previous: float | None = None  # the refusal share before the last cut
 
 
 def not_sent(method: str, path: str) -> HathoraTimeoutError:
@@ -476,8 +434,8 @@ class SendBudget:
                         # Refusals came back first: the ramp starts from the burst seen.
                         pace.base = 2.0 * pace.burst_count
                         pace.rate = self._clamp(max(pace.rate, pace.base))
-        check = self._trial(lane, ticket)
-        if check is not None:
+        check = self._check
+        if check is not None and ticket == check.generation and lane in check.scope.lanes:
             check.ok += 1
             check.first = min(check.first, now)
             self._judge(check, now)
@@ -511,15 +469,13 @@ class SendBudget:
         lane = self._write if write else self._read
         lane.answered(now, False)
         pause = retry_after if retry_after and retry_after <= cap else None
-        check = self._trial(lane, ticket)
-        if check is not None:
-            # Sent after a cut on trial: an answer to the trial, which decides (no pause:
-            # strays must not stop everyone, and a pace still too high is cut again).
+        check = self._check
+        if check is not None and ticket == check.generation and lane in check.scope.lanes:
             check.early += 2 * (check.ok + check.refused) < C.RATE_STRAY_SAMPLE
             check.refused += 1
             check.first = min(check.first, now)
-            self._judge(check, now)
-            return self._holds(lane, now, retry_after)
+            if self._judge(check, now):
+                return False  # strays: each waits on its own
         scope = self._last_scope
         if (
             scope is not None
@@ -538,26 +494,25 @@ class SendBudget:
             # a limit, so 429s need not grow the backoff (an unlucky create would
             # otherwise wait seconds while the others succeed).
             return self._adaptive and retry_after is None
-        if pause is not None and self._adaptive and not self._storm(lane, now):
-            # Confirmed, but not by a storm: it may yet be strays, which must not
-            # stop everyone. The cut's trial decides; each call waits its own.
-            pause = None
         scope = self._scope_of(lane, now)
         self.generation += 1
         self._last_scope = scope
         self._settled = now + C.RATE_STORM_WINDOW
         resume = max(now, now + pause if pause is not None else now, scope.paused_until)
         if self._adaptive:
+            ok, refusals = lane.recent(now)
+            before = float(scope.count_since(now - 1.0))
             saved = scope.saved()
             self._cut(scope, now, resume)
+            share = refusals / max(1, ok + refusals)
+            if scope.ramp:
+                before = math.inf  # a ramp's successes grow by design: no comparison
             check = self._check
-            if check is None or check.scope is not scope:
-                self._check = _Check(scope, saved, self.generation)
-            else:
+            if check is not None and check.scope is scope:
+                # Cut again before its sample was in: one watch (and one undo) for both.
                 check.generation = self.generation
-                check.ok = check.refused = check.early = 0
-                check.first = math.inf
-                check.pace = None if scope.ramp else scope.rate
+            else:
+                self._check = _Check(scope, saved, self.generation, share, before)
         if pause is not None:
             self._pause(scope, now + pause)
         self._regate(now)
@@ -575,146 +530,53 @@ class SendBudget:
         if refused < C.RATE_CONFIRM_REFUSALS:
             return False
         share = C.RATE_CONFIRM_SHARE
-        probing = False
         for pace in (lane.pace, self._shared):
             if pace.rate is not None and pace.w_max > 0 and pace.rate >= pace.w_max:
                 share = C.RATE_PROBE_SHARE  # probing above a known limit: this is its answer
-                probing = True
-        if not probing and refused < C.RATE_CONFIRM_MORE:
-            # Few refusals: only a clear majority is a limit (a storm), not a handful
-            # of strays among the first answers.
-            if refused < C.RATE_CONFIRM_CLEAR:
-                return False
-            share = max(share, C.RATE_CONFIRM_CLEAR_SHARE)
         if lane.strays > 0:
             # Strays seen at this share: a limit must refuse clearly more, and often.
-            if refused < C.RATE_STRAY_CLEAR:
+            if refused < C.RATE_STRAY_REFUSALS:
                 return False
             share = max(share, lane.strays + C.RATE_STRAY_MARGIN)
-        answers = ok + refused
-        if self._mode == _START:
-            # Refusals come back faster than successes (a gateway answers them
-            # itself): while the first requests are out, count them all.
-            answers = max(answers, self._sent)
-        return refused >= share * answers
+        return refused >= share * (ok + refused)
 
-    def _trial(self, lane: _Lane, ticket: int) -> _Check | None:
-        """The cut on trial this answer belongs to, if any (and if still on trial)."""
-        check = self._check
-        if check is None or ticket != check.generation or lane not in check.scope.lanes:
-            return None
-        rate, pace = check.scope.rate, check.pace
-        if rate is None or (pace is not None and rate > C.RATE_RAMP_ABOVE * pace):
-            # The pace grew since (no refusals for a while): the cut held, and
-            # refusals now answer the probe above it.
-            self._check = None
-            return None
-        return check
-
-    def _storm(self, lane: _Lane, now: float) -> bool:
-        """A clear majority refused, or refusals to a probe above a known limit."""
-        for pace in (lane.pace, self._shared):
-            if pace.rate is not None and pace.w_max > 0 and pace.rate >= pace.w_max:
-                return True
-        ok, refused = lane.recent(now)
-        answers = max(ok + refused, self._sent) if self._mode == _START else ok + refused
-        return refused >= C.RATE_CONFIRM_CLEAR_SHARE * answers
-
-    def _judge(self, check: _Check, now: float) -> None:
-        """Whether the cut on trial held, was not deep enough, or met strays."""
+    def _judge(self, check: _Check, now: float) -> bool:
+        """Whether the watched cut met strays (then undone: True), once its sample is in."""
         answers = check.ok + check.refused
-        # Most refused: by count, or (a slow pace collects answers slowly) by time.
-        clear = 2 * check.refused >= answers and (
-            check.refused >= C.RATE_STRAY_CLEAR
-            or (check.refused >= 3 and now - check.first >= C.RATE_STRAY_SLOW)
-        )
-        if answers < C.RATE_STRAY_SAMPLE and not clear:
-            return
+        if answers < C.RATE_STRAY_SAMPLE:
+            return False
+        self._check = None
         scope = check.scope
         share = check.refused / answers
-        rate = scope.rate
-        quiet = max(lane.last_refused for lane in scope.lanes) < now - C.RATE_STRAY_QUIET
-        # Strays already known: refusals at about their share are theirs.
-        floor = max(
-            C.RATE_STRAY_FLOOR, max(lane.strays for lane in scope.lanes) + C.RATE_STRAY_FLOOR
-        )
-        if share < floor or rate is None or quiet:
-            self._check = None  # the refusals stopped: the cut found a limit
-            for lane in scope.lanes:
-                lane.strays = min(lane.strays, share)  # and strays are at most that many
-            return
-        if (
-            check.previous is not None
-            and share <= C.RATE_STRAY_MAX
-            and share >= C.RATE_STRAY_SAME * check.previous
+        success = check.ok / max(now - check.first, C.RATE_ESTIMATE_MIN_WINDOW)
+        if not (
+            C.RATE_STRAY_FLOOR <= share <= C.RATE_STRAY_MAX
+            and share >= C.RATE_STRAY_SAME * check.share
             # Strays come all along; a limit that moved meanwhile, from then on.
             and 4 * check.early >= check.refused
+            # Strays follow the pace down; a saturated limit's successes stay.
+            and success <= C.RATE_STRAY_TRACK * check.before
         ):
-            # Cut again, and refused as much: the refusals do not follow the send
-            # rate, so they are strays. Undo the cuts (unless most were refused
-            # at some stage: then a limit is there too, strays on top); learn them.
-            self._check = None
-            if check.limited:
-                for lane in scope.lanes:
-                    lane.strays = max(lane.strays, share)
-                return
-            scope.restore(check.saved)
-            for lane in scope.lanes:
-                lane.strays = max(lane.strays, share)
-            self.generation += 1
-            self._fresh = self.generation
-            self._last_scope = None
-            self._epoch += 1
-            for lane in scope.lanes:
-                if lane.queue:
-                    lane.queue[0].event.set()
-            self._regate(now)
-            logger.info(
-                "send budget: %.0f %% of answers are 429 whatever the pace: strays, not a limit;"
-                " back to %s",
-                100 * share,
-                "unlimited" if scope.rate is None else f"{scope.rate:.1f} requests/s",
-            )
-            return
-        if clear:
-            check.limited = True
-            for lane in scope.lanes:
-                lane.strays = 0.0  # most refused: a limit (it may have moved), not strays
-        # Still refused at this pace: cut to the successes it measured.
-        # (Measured, not the pace times the share: a ramp, or demand below the pace.)
-        since = max(check.first, now - 1.0)
-        if scope.paused_until < now:
-            since = max(since, scope.paused_until)  # (a pause is not the server's rate)
-        success = scope.count_since(since) / max(now - since, C.RATE_ESTIMATE_MIN_WINDOW)
-        short = now - C.RATE_ESTIMATE_MIN_WINDOW
-        if short >= since:
-            # The last quarter second too: the pace may have ramped meanwhile.
-            success = max(success, scope.count_since(short) / C.RATE_ESTIMATE_MIN_WINDOW)
-        if now - check.first < 2 * C.RATE_ESTIMATE_MIN_WINDOW:
-            # Too short to measure: never below what the server took over the last second.
-            success = max(success, float(scope.count_since(now - 1.0)))
-        # At most the pace's own share of successes: a cut, never a raise.
-        success = max(min(success, rate * (1.0 - share)), C.RATE_MIN)
-        self._settle(scope, now, success, success * (1 - C.RATE_MARGIN))
-        scope.cut_at = now
-        scope.full = False
-        scope.full_since = max(scope.full_since, now)
-        scope.tat = max(scope.tat, now)
+            return False  # the cut met a limit (or cannot tell): it stays
+        # Paced lower, refused as much: the refusals do not follow the send rate.
+        scope.restore(check.saved)
+        for lane in scope.lanes:
+            lane.strays = max(lane.strays, share)
         self.generation += 1
-        self._last_scope = scope
-        self._settled = now + C.RATE_STORM_WINDOW
+        self._fresh = self.generation
+        self._last_scope = None
         self._epoch += 1
-        check.generation = self.generation
-        check.ok = check.refused = check.early = 0
-        check.first = math.inf
-        check.pace = scope.rate
-        check.previous = share
-        logger.debug(
-            "send budget: %.0f %% still refused after a cut: pace %.1f -> %.1f/s",
+        for lane in scope.lanes:
+            if lane.queue:
+                lane.queue[0].event.set()
+        self._regate(now)
+        logger.info(
+            "send budget: %.0f %% of answers are 429 whatever the pace: strays, not a limit;"
+            " back to %s",
             100 * share,
-            rate,
-            scope.rate,
+            "unlimited" if scope.rate is None else f"{scope.rate:.1f} requests/s",
         )
+        return True
 
     def _scope_of(self, lane: _Lane, now: float) -> _Pace:
         """The app's limit, or this lane's alone when the other lane shows it is unaffected."""
@@ -763,33 +625,20 @@ class SendBudget:
     def _estimate(self, pace: _Pace, now: float) -> float | None:
         """The server's rate from the scope's successes since its bucket was last full."""
         # The server's bucket was full after a pause, empty right after a cut.
-        seen = (self._burst_seen(pace, now) or 0.0) if pace.full else 0.0
-        history = pace.history()
-        recent = pace.count_since(now - 1.0)
-        burst = seen
+        burst = (self._burst_seen(pace, now) or 0.0) if pace.full else 0.0
         best: float | None = None
-        # The burst seen includes the tokens the server refilled while it went
-        # (rate x its spread): estimate the rate, take them off, estimate again.
-        for _ in range(C.RATE_BURST_ROUNDS if seen > 1.0 else 1):
-            best = None
-            for count, when in enumerate(history, 1):
-                if when < pace.full_since:
-                    break
-                span = now - when
-                if span >= C.RATE_ESTIMATE_MIN_WINDOW:
-                    rate = (count - burst) / span
-                    if best is None or rate > best:
-                        best = rate
-            # Whatever the windows say, the server took the last second's successes.
-            floor = recent - burst
-            if best is not None and floor > best:
-                best = floor
-            if best is None or pace.server_burst is None:
+        for count, when in enumerate(pace.history(), 1):
+            if when < pace.full_since:
                 break
-            # (At most half of it: the server's bucket may have run dry within the spread.)
-            burst = max(seen / 2, seen - best * pace.spread)
-        if pace.server_burst is not None and seen > 0:
-            pace.true_burst = burst
+            span = now - when
+            if span >= C.RATE_ESTIMATE_MIN_WINDOW:
+                rate = (count - burst) / span
+                if best is None or rate > best:
+                    best = rate
+        # Whatever the windows say, the server took the last second's successes.
+        floor = (pace.count_since(now - 1.0) - burst) / 1.0
+        if best is not None and floor > best:
+            best = floor
         return best if best is not None and best >= C.RATE_MIN else None
 
     def _cut(self, pace: _Pace, now: float, resume: float) -> None:
@@ -799,36 +648,20 @@ class SendBudget:
             # are the burst the server allowed.
             pace.storm_at = now
             pace.burst_count = pace.count_since(now - C.RATE_STORM_WINDOW)
-            first = next(
-                (when for when in reversed(pace.history()) if when >= now - C.RATE_STORM_WINDOW),
-                now,
-            )
-            pace.spread = now - first
         estimate = self._estimate(pace, now)
         if old is None or pace.ramp:
-            if estimate is not None and old is not None and pace.w_max > 0:
-                # A ramp above the last limit, refused: no less than that limit.
-                estimate = max(estimate, pace.w_max)
             if estimate is not None:
                 self._settle(pace, resume, estimate, estimate * (1 - C.RATE_MARGIN))
             elif old is None:
                 pace.ramp = True
                 burst = self._burst_seen(pace, now) or 1.0
-                # Never below what the server took over the last second: if that is
-                # above its limit, the trial of the cut says so (see ``_judge``).
-                took = float(pace.count_since(now - 1.0))
-                pace.base = max(C.RATE_RAMP_MIN_BASE, 2.0 * burst, took)
+                pace.base = max(C.RATE_RAMP_MIN_BASE, 2.0 * burst)
                 pace.origin = resume
                 pace.rate = self._clamp(pace.base)
             else:
                 self._settle(pace, resume, old, old * C.RATE_BETA)
         elif estimate is not None:
-            # Never below what the server demonstrably accepted (the estimate's floor),
-            # nor, refused while probing above it, below the last limit (CUBIC's
-            # w_max): estimates are bounded by the client's own slower pace. If that
-            # limit has dropped, the cut's trial finds out and cuts deeper.
-            if old >= pace.w_max:
-                estimate = max(estimate, pace.w_max)
+            # Never below what the server demonstrably accepted (the estimate's floor).
             self._settle(pace, resume, estimate, estimate * (1 - C.RATE_MARGIN))
         else:
             self._settle(pace, resume, old, old * C.RATE_BETA)
@@ -884,9 +717,8 @@ class SendBudget:
         if pace.ramp:
             rate = pace.base * 2.0 ** min(64.0, elapsed / C.RATE_RAMP_DOUBLING)
             # Doubling per round of answers, not per tick of the clock: never above
-            # twice what went through over the last doubling time (as CUBIC's cap).
-            # (Over at least two requests' time at this pace: one success in a
-            # quarter second is no rate.)
+            # twice what went through over the last doubling time (over at least
+            # two requests' time: one success in a quarter second is no rate).
             window = max(C.RATE_RAMP_DOUBLING, 2.0 / pace.rate if pace.rate else 0.0)
             recent = pace.count_since(now - window) / window
             capped = min(rate, max(pace.base, C.RATE_MAX_OVER_USED * recent))
@@ -913,7 +745,7 @@ class SendBudget:
         if self._burst is not None:
             return float(self._burst)
         cap = rate * C.RATE_BURST_SECONDS
-        seen = pace.true_burst or self._burst_seen(pace, self._clock())
+        seen = self._burst_seen(pace, self._clock())
         if seen is not None:
             # Half: the burst seen may include a token or two refilled meanwhile.
             cap = min(cap, seen / 2)

@@ -111,13 +111,6 @@ RATE_MIN = 0.5
 RATE_CONFIRM_REFUSALS = 2
 RATE_CONFIRM_WINDOW = 1.0
 RATE_CONFIRM_SHARE = 0.2
-# ... but with fewer than RATE_CONFIRM_MORE refusals (and not probing) only
-# RATE_CONFIRM_CLEAR refusals making a share of RATE_CONFIRM_CLEAR_SHARE are: a
-# gateway's storm refuses most at once, while 20 % strays easily make 2 of the
-# first 8 answers.
-RATE_CONFIRM_MORE = 8
-RATE_CONFIRM_CLEAR = 4
-RATE_CONFIRM_CLEAR_SHARE = 0.5
 RATE_PROBE_SHARE = 0.05
 # Lanes (writes: POST; reads: GET). A limit confirmed on one lane is taken as
 # the app's (a pace and pause shared by both lanes) unless the other lane shows
@@ -139,10 +132,6 @@ RATE_HISTORY = 4096
 # Successes this close to the first refusal of a first limit count as the burst
 # the server allows.
 RATE_STORM_WINDOW = 0.25
-# Those successes include the tokens the server refilled while they went (its
-# rate x their spread): the estimate takes them off, re-estimating this many times
-# (each round converges; at burst 1 the raw count was 55-75 % of the rate).
-RATE_BURST_ROUNDS = 3  # (taking off at most half the count)
 # Pace this far below an estimated server rate; without an estimate, cut to BETA.
 RATE_MARGIN = 0.05
 RATE_BETA = 0.7
@@ -160,27 +149,23 @@ RATE_BURST_SECONDS = 0.1
 RATE_MAX_OVER_USED = 2.0
 # A cut to below this fraction of the previous rate is logged at INFO.
 RATE_LOG_DROP = 0.5
-# After each cut the budget checks it: a gateway's refusals depend on the send
-# rate (paced below the limit they stop), stray 429s do not. Once
-# RATE_STRAY_SAMPLE answers to requests sent after the cut are in (or as soon
-# as RATE_STRAY_CLEAR refusals make at least half of them: clearly still above
-# the limit), a refusal share of at least RATE_STRAY_FLOOR means the pace is
-# still too high: it is cut again, to the successes measured. If the share at
-# that lower pace is still RATE_STRAY_SAME of the one before (and at most
-# RATE_STRAY_MAX), it did not depend on the rate: they were strays, both cuts are undone
-# (and their pause ended) and the lane learns that share as its stray base, which
-# confirmation must then exceed by RATE_STRAY_MARGIN (20 % strays must not look
-# like a limit whose confirmation share is 20 %).
+# Each cut is watched: a gateway's refusals depend on the send rate (paced below
+# its limit they stop or fall), stray 429s keep their share whatever the pace.
+# Once RATE_STRAY_SAMPLE answers to requests sent after a cut are in, if their
+# refusal share is at least RATE_STRAY_FLOOR, at most RATE_STRAY_MAX, at least
+# RATE_STRAY_SAME of the share that confirmed the cut, already present in the
+# first half of them, and the successes per second fell to RATE_STRAY_TRACK of
+# those before the cut or less (strays follow the pace; a saturated limit's
+# successes stay at its rate), the refusals were strays: the cut is undone (its
+# pause ended) and the lane learns their share, which confirmation must then
+# exceed by RATE_STRAY_MARGIN, with at least RATE_STRAY_REFUSALS refusals.
 RATE_STRAY_SAMPLE = 40
-RATE_STRAY_CLEAR = 8
-RATE_STRAY_SLOW = 2.0  # (or 3 refusals making half, over this many seconds)
 RATE_STRAY_FLOOR = 0.04
+RATE_STRAY_MAX = 0.3
 RATE_STRAY_SAME = 0.6
-RATE_STRAY_MAX = 0.3  # a higher share, steady at any pace, is a limit that moved
+RATE_STRAY_TRACK = 0.9
 RATE_STRAY_MARGIN = 0.2
-# A trial whose refusals stopped this many seconds ago found its limit (its share
-# counts answers from before, at a slow pace they take seconds to collect).
-RATE_STRAY_QUIET = 0.5
+RATE_STRAY_REFUSALS = 8
 
 ENV_TOKEN = "HATHORA_TOKEN"
 ENV_APP_ID = "HATHORA_APP_ID"
