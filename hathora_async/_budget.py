@@ -24,7 +24,13 @@ gateway that answers ``Retry-After``, where each limit costs a pause:
    gateway's overload refuses most; stray 429s stay at their base rate), or
    ``RATE_PROBE_SHARE`` when pacing at or above a limit already confirmed.
    A stray 429 delays only its own call (its ``Retry-After``, or the policy's
-   backoff counting its 429s), and changes no estimate.
+   first delays: were they a storm they would be a limit), and changes no
+   estimate. Each cut is watched (``_Check``): a gateway's refusals depend on
+   the send rate, strays do not. If the first ``RATE_STRAY_SAMPLE`` answers
+   after it are refused about as much as before (and from the start), while
+   their successes per second fell with the pace, they were strays: the cut is
+   undone and their share learned, which confirmation must then exceed by
+   ``RATE_STRAY_MARGIN``.
 3. A limit is the app's (one pace and pause shared by both lanes) unless the
    other lane shows it is unaffected: ``RATE_LANE_EVIDENCE`` successes in the
    confirm window, no refusal for ``RATE_LANE_MEMORY`` seconds, and no
@@ -41,7 +47,9 @@ gateway that answers ``Retry-After``, where each limit costs a pause:
    in the last second. The pace goes ``RATE_MARGIN`` below that. A first
    limit that says nothing about R ramps instead: doubling every
    ``RATE_RAMP_DOUBLING`` seconds from twice that burst per second until the
-   next limit, which does.
+   next limit, which does, but never above twice the successes of the last
+   doubling time (a ramp per round of answers, not of the clock); with no
+   demand it settles at that, not at what the clock would have made.
 5. While answers succeed a pace grows along a CUBIC curve, relative to the
    rate at the last cut (flat near it, then probing above it), never above
    ``max_per_second`` nor above ``RATE_MAX_OVER_USED`` times the measured
