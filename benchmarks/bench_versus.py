@@ -55,11 +55,15 @@ def export_base(ref: str, into: Path) -> None:
     sys.path.insert(0, str(into))
 
 
-async def _client(stack: AsyncExitStack, package: str, url: str) -> Any:
+async def _client(stack: AsyncExitStack, package: str, url: str, **options: Any) -> Any:
     module = importlib.import_module(package)
     settings = bench_calls.session_settings()
     client = module.HathoraClient(
-        canned.TOKEN, canned.APP_ID, base_url=url, max_connections=settings["max_connections"]
+        canned.TOKEN,
+        canned.APP_ID,
+        base_url=url,
+        max_connections=settings["max_connections"],
+        **options,
     )
     return await stack.enter_async_context(client)
 
@@ -74,7 +78,9 @@ async def measure(args: argparse.Namespace, url: str, case: str) -> dict[str, li
         ops = {
             "raw": bench_calls._raw_op(raw, url, case),
             "base": bench_calls._hathora_op(await _client(stack, BASE_NAME, url), case),
-            "tree": bench_calls._hathora_op(await _client(stack, "hathora_async", url), case),
+            "tree": bench_calls._hathora_op(
+                await _client(stack, "hathora_async", url, **args.tree_options), case
+            ),
         }
         for op in ops.values():
             bench_calls._check(case, await op())
@@ -107,7 +113,13 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=1000, help="calls per block")
     parser.add_argument("--warmup", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument(
+        "--no-budget",
+        action="store_true",
+        help="this tree's client with rate_limit=None: the send budget's own share",
+    )
     args = parser.parse_args()
+    args.tree_options = {"rate_limit": None} if args.no_budget else {}
     cases = args.only.split(",")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -124,7 +136,8 @@ def main() -> None:
                 )
     print(
         f"Client CPU per call, {args.rounds} rounds of {args.calls} calls per client at "
-        f"concurrency {args.concurrency}, one process; base = {args.base}.\n"
+        f"concurrency {args.concurrency}, one process; base = {args.base}"
+        f"{'; this tree with rate_limit=None' if args.no_budget else ''}.\n"
     )
     print("| case | raw aiohttp µs | base / raw | tree / raw | tree / base | middle half |")
     print("|---|---:|---:|---:|---:|---|")
