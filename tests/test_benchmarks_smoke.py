@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks" / "bench_calls.py"
@@ -93,3 +96,31 @@ def test_rate_limit_bench_reports_every_case_at_a_tiny_scale() -> None:
         cells = [cell.strip() for cell in line.strip("|").split("|")]
         made, sent, per = int(cells[2]), int(cells[4]), float(cells[5])
         assert sent >= made > 0 and abs(per - sent / made) <= 0.0051
+
+
+def test_the_same_process_comparison_with_a_commit_runs() -> None:
+    """bench_versus imports a commit's package beside this one; against HEAD (always
+    there in a checkout) every case gets a row of sane ratios."""
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout (an unpacked sdist): nothing to export a commit from")
+    done = subprocess.run(
+        [
+            sys.executable, str(ROOT / "benchmarks" / "bench_versus.py"), "--base", "HEAD",
+            "--rounds", "4", "--calls", "50", "--warmup", "20", "--only", "info,stop",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = [
+        line
+        for line in done.stdout.splitlines()
+        if line.startswith("| get_") or line.startswith("| stop_")
+    ]
+    assert [row.split("|")[1].strip() for row in rows] == ["get_process_info", "stop_process"]
+    for row in rows:
+        cells = [cell.strip() for cell in row.split("|")[2:-1]]
+        assert float(cells[0]) > 0  # raw µs per call
+        for ratio in cells[1:4]:
+            assert 0.2 < float(ratio.rstrip("x")) < 5.0
