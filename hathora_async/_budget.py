@@ -75,7 +75,7 @@ import contextvars
 import logging
 import math
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Container
 from typing import Any
 
 import attrs
@@ -349,6 +349,13 @@ class _Check:
         self.first = math.inf  # when its first answer came
 
 
+def withdraw_close_cancel(task: asyncio.Task[Any]) -> bool:
+    """Withdraw a close's cancellation of ``task``; True if nobody else cancelled it too."""
+    uncancel = getattr(task, "uncancel", None)
+    # Python 3.10 cannot tell cancellations apart: the close is the likely one.
+    return uncancel is None or uncancel() == 0
+
+
 def not_sent(method: str, path: str) -> HathoraTimeoutError:
     """The error of a call whose deadline passed while it waited for the budget."""
     error = HathoraTimeoutError(
@@ -385,6 +392,8 @@ class SendBudget:
         self._check: _Check | None = None
         self._fresh = 0  # answers to attempts sent before this generation say nothing new
         self._waiting: set[asyncio.Task[Any]] = set()
+        self._closed = False
+        self._ended_by_close: set[asyncio.Task[Any]] = set()
         self._sent = 0
         self._ok = 0
         self._start_at: float | None = None
@@ -784,6 +793,8 @@ class SendBudget:
         if _PREPAID.get() is self:
             _PREPAID.set(None)
             return True
+        if self._closed:
+            return False
         lane = self._write if write else self._read
         task = asyncio.current_task()
         if task is not None:
@@ -794,9 +805,29 @@ class SendBudget:
                 if allowed is not None:
                     return allowed
             return await self._paced(lane, deadline, sleep)
+        except asyncio.CancelledError:
+            if task in self._ended_by_close and withdraw_close_cancel(task):
+                return False  # the client closed: this attempt is not to be sent
+            raise
         finally:
             if task is not None:
                 self._waiting.discard(task)
+                if self._ended_by_close:
+                    self._ended_by_close.discard(task)
+
+    def close(self, ended_elsewhere: Container[asyncio.Task[Any]]) -> None:
+        """The client closes: every wait for the budget ends, as not sent.
+
+        Tasks in ``ended_elsewhere`` (calls the transport cancels itself) are
+        left alone; the others (``preallocate``'s turns, waiting outside any
+        call) see ``acquire`` return False. Later ``acquire`` calls too.
+        """
+        self._closed = True
+        current = asyncio.current_task()
+        for task in list(self._waiting):
+            if task is not current and task not in ended_elsewhere:
+                self._ended_by_close.add(task)
+                task.cancel()
 
     async def _unpaced(self, lane: _Lane, deadline: float, sleep: Sleep) -> bool | None:
         """Not pacing: only a pause, or the slow start, holds an attempt back.

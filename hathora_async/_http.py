@@ -18,7 +18,7 @@ import attrs
 from yarl import URL
 
 from . import _constants as C
-from ._budget import SendBudget, not_sent
+from ._budget import SendBudget, not_sent, withdraw_close_cancel
 from ._convert import DecodeFailure, created_id, loads
 from ._dead_loop import release_sockets
 from ._redact import Redactor
@@ -576,6 +576,8 @@ class Transport:
             if task is not current:
                 self._cancelled_by_close.add(task)
                 task.cancel()
+        # Waits for the budget outside any call (preallocate's turns) end too.
+        self.budget.close(self._inflight)
         self._session = None
         closer, self._closer = self._closer, None
         if session is not None and self._owns_session and self._loop is loop:
@@ -644,6 +646,8 @@ class Transport:
                 # -- send budget (issue 12): wait for it; nothing is sent before --
                 if budget.gated:
                     if not await budget.acquire(write, deadline, options.sleep):
+                        if self._closed:
+                            self.open()  # raises ClientClosedError: nothing was sent
                         if last is not None:
                             raise_timeout(endpoint, path, last)
                         raise not_sent(endpoint.method, path)
@@ -802,7 +806,7 @@ class Transport:
                 last = error  # send budget (issue 12)
                 timeout = options.attempt_timeout(remaining)
         except asyncio.CancelledError:
-            if task in self._cancelled_by_close and _only_cancelled_by_close(task):
+            if task in self._cancelled_by_close and withdraw_close_cancel(task):
                 error = ClientClosedError("the HathoraClient was closed during the call")
                 path = self._target(endpoint.path, path_segments)[0]
                 # Closed mid-call: a create may have reached the server only if
@@ -910,13 +914,6 @@ class Transport:
 def _left(state: Any) -> bool:
     """Whether an ``_inflight`` state says the attempt may have left the client."""
     return state is not False
-
-
-def _only_cancelled_by_close(task: asyncio.Task[Any]) -> bool:
-    """Withdraw close()'s cancellation; True if nobody else cancelled the task too."""
-    uncancel = getattr(task, "uncancel", None)
-    # Python 3.10 cannot tell cancellations apart: the close is the likely one.
-    return uncancel is None or uncancel() == 0
 
 
 def raise_timeout(endpoint: Endpoint[Any], path: str, last: HathoraError) -> NoReturn:

@@ -19,7 +19,7 @@ import attrs
 
 from . import _constants as C
 from ._strays import list_strays
-from .errors import HathoraError, ProcessFailedError, ProcessWaitTimeoutError
+from .errors import ClientClosedError, HathoraError, ProcessFailedError, ProcessWaitTimeoutError
 from .models import ProcessV2, Region, coerce_region
 from .waiting import Watch, bounded_fetch, check_wait_options, poll_until_running
 
@@ -529,6 +529,9 @@ class _Preallocation:
                     look = await list_strays(
                         self.client, region, sent=min(sent), known=known, app_id=self.app_id
                     )
+            except ClientClosedError as exc:
+                error = exc
+                break  # no later look can be sent: the caller has the unknown outcomes
             except HathoraError as exc:
                 error = exc
             else:

@@ -448,6 +448,62 @@ async def test_close_ends_calls_waiting_for_budget_as_not_sent() -> None:
         assert fake.request_counts["create_process"] == 1
 
 
+@pytest.mark.parametrize("kind", ["preallocate", "calls"])
+async def test_close_ends_preallocate_turns_and_later_waits_at_once(kind: str) -> None:
+    """A ``preallocate`` queued for the budget (its turns wait outside any call) ends as
+    soon as the client closes: nothing more is sent, nothing is left to find out."""
+    async with FakeHathora() as fake:
+        client = HathoraClient(
+            fake.token,
+            fake.app_id,
+            base_url=fake.url,
+            rate_limit=RateLimit(max_per_second=2.0, burst=1),
+        )
+        async with client:
+            if kind == "preallocate":
+                job = asyncio.create_task(
+                    client.preallocate({Region.LONDON: 40}, concurrency=40, wait=False)
+                )
+            else:
+                job = asyncio.ensure_future(
+                    asyncio.gather(
+                        *(client.processes.create_process(Region.LONDON) for _ in range(40)),
+                        return_exceptions=True,
+                    )
+                )
+            for _ in range(1000):
+                if fake.request_counts["create_process"] >= 2:
+                    break
+                await asyncio.sleep(0.005)
+            loop = asyncio.get_running_loop()
+            closed_at = loop.time()
+            await client.aclose()
+            outcome = await asyncio.wait_for(job, 10.0)
+            ended_after = loop.time() - closed_at
+            # Paced at 2/s, the 38 or so left would take 19 s to go one by one.
+            assert ended_after < 3.0
+            sent = fake.request_counts["create_process"]
+            made = {p["processId"] for p in fake.processes()}
+            if kind == "preallocate":
+                assert len(outcome.created) + len(outcome.failed) == 40
+                known = set(outcome.created)
+                errors = [f.error for f in outcome.failed]
+            else:
+                known = {r.process_id for r in outcome if not isinstance(r, BaseException)}
+                errors = [r for r in outcome if isinstance(r, BaseException)]
+            assert errors and all(isinstance(e, ClientClosedError) for e in errors)
+            # Only a create on the wire at the close may have made a process unseen;
+            # every one still waiting for the budget is known not sent.
+            unknown = sum(e.outcome_unknown for e in errors)
+            assert unknown <= 2
+            assert known <= made and len(made - known) <= unknown
+            # And a wait begun after the close ends at once too.
+            with pytest.raises(ClientClosedError):
+                await asyncio.wait_for(client.processes.create_process(Region.LONDON), 1.0)
+            assert fake.request_counts["create_process"] == sent
+            assert sent == len(made) <= 3
+
+
 async def test_preallocate_withdraws_creates_waiting_for_budget_on_cancel() -> None:
     caught: list[asyncio.CancelledError] = []
 
