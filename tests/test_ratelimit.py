@@ -465,12 +465,12 @@ async def test_close_ends_preallocate_turns_and_later_waits_at_once(kind: str) -
                     client.preallocate({Region.LONDON: 40}, concurrency=40, wait=False)
                 )
             else:
-                job = asyncio.ensure_future(
-                    asyncio.gather(
-                        *(client.processes.create_process(Region.LONDON) for _ in range(40)),
-                        return_exceptions=True,
-                    )
-                )
+
+                async def creates() -> list[Any]:
+                    calls = (client.processes.create_process(Region.LONDON) for _ in range(40))
+                    return await asyncio.gather(*calls, return_exceptions=True)
+
+                job = asyncio.create_task(creates())
             for _ in range(1000):
                 if fake.request_counts["create_process"] >= 2:
                     break
