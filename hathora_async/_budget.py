@@ -384,8 +384,6 @@ class SendBudget:
         self._writes_in_row = 0  # shared slots writes took while a read waited
         self._write = _Lane(True)
         self._read = _Lane(False)
-        self._writes = self._write.queue
-        self._reads = self._read.queue
         self._shared = _Pace((self._write, self._read))  # app-wide limit, or the ceiling
         self._last_scope: _Pace | None = None
         self._settled = -math.inf  # refusals before this belong to the last cut
@@ -897,7 +895,7 @@ class SendBudget:
             self._grants += 1
             if not lane.write:
                 self._writes_in_row = 0
-            elif self._reads:
+            elif self._read.queue:
                 self._writes_in_row += 1
             other = self._read if lane.write else self._write
             if other.queue:

@@ -407,7 +407,7 @@ async def test_cancelling_a_call_waiting_for_budget_is_immediate_and_leaks_nothi
         await client.processes.create_process(Region.LONDON)  # takes the one token
         waiting = asyncio.create_task(client.processes.create_process(Region.LONDON))
         for _ in range(100):
-            if budget._writes:
+            if budget._write.queue:
                 break
             await asyncio.sleep(0.001)
         assert budget.waiting(waiting)
@@ -418,7 +418,7 @@ async def test_cancelling_a_call_waiting_for_budget_is_immediate_and_leaks_nothi
             await waiting
         assert loop.time() - started < 0.2
         assert fake.request_counts["create_process"] == 1
-        assert not budget._writes and not budget._reads and not budget._waiting
+        assert not budget._write.queue and not budget._read.queue and not budget._waiting
         assert not client._transport._inflight
         # The cancelled waiter took no slot: the next call waits one interval at most.
         started = loop.time()
