@@ -135,6 +135,17 @@ def tracer(counts: Counts) -> aiohttp.TraceConfig:
     return trace
 
 
+def traced_client(url: str, token: str, app_id: str, counts: Counts, budget: bool) -> HathoraClient:
+    """A fresh client whose requests and 429s land in ``counts``; the default budget or none."""
+    return HathoraClient(
+        token,
+        app_id,
+        base_url=url,
+        trace_configs=[tracer(counts)],
+        rate_limit=RateLimit() if budget else None,
+    )
+
+
 @attrs.frozen
 class Outcome:
     made: int
@@ -147,13 +158,7 @@ class Outcome:
 async def run(case: Case, budget: bool) -> Outcome:
     counts = Counts()
     with fake_server(case) as (url, token, app_id):
-        async with HathoraClient(
-            token,
-            app_id,
-            base_url=url,
-            trace_configs=[tracer(counts)],
-            rate_limit=RateLimit() if budget else None,
-        ) as client:
+        async with traced_client(url, token, app_id, counts, budget) as client:
             started = time.perf_counter()
             if case.pool:
                 targets = plan_for(case.count)
@@ -395,13 +400,7 @@ async def second_job(budget: bool) -> str:
     with standalone_fake(
         "--seed", "1", "--rate-limit", "3", "--rate-burst", "1", "--retry-after", "1"
     ) as (url, token, app_id):  # fmt: skip
-        async with HathoraClient(
-            token,
-            app_id,
-            base_url=url,
-            trace_configs=[tracer(counts)],
-            rate_limit=RateLimit() if budget else None,
-        ) as client:
+        async with traced_client(url, token, app_id, counts, budget) as client:
             await client.preallocate(plan_for(40), concurrency=CONCURRENCY)
             await asyncio.sleep(5.0)
             with contextlib.suppress(Exception):
@@ -425,13 +424,7 @@ async def app_wide(budget: bool) -> str:
     with standalone_fake(
         "--seed", "1", "--rate-limit", "30", "--rate-burst", "10", "--retry-after", "1"
     ) as (url, token, app_id):  # fmt: skip
-        async with HathoraClient(
-            token,
-            app_id,
-            base_url=url,
-            trace_configs=[tracer(counts)],
-            rate_limit=RateLimit() if budget else None,
-        ) as client:
+        async with traced_client(url, token, app_id, counts, budget) as client:
 
             async def poller() -> None:
                 while True:
