@@ -17,6 +17,7 @@ from hathora_async import (
     ClientClosedError,
     HathoraClient,
     HathoraError,
+    ProcessV2,
     RateLimit,
     RateLimitedError,
     Region,
@@ -366,9 +367,13 @@ async def test_a_create_refused_then_lost_is_never_sent_again(lost: str) -> None
 # -- priorities -----------------------------------------------------------------
 
 
-async def test_polls_under_a_tight_limit_let_creates_through() -> None:
+@asynccontextmanager
+async def paced_at_5_per_second(
+    order: list[str],
+) -> AsyncIterator[tuple[FakeHathora, HathoraClient, ProcessV2]]:
+    """A fixed 5/s ceiling (burst 1) on the test clock, one process made; sends from
+    then on are logged by kind in ``order``."""
     clock = Clock()
-    order: list[str] = []
     async with (
         FakeHathora(clock=clock) as fake,
         client_for(
@@ -382,6 +387,12 @@ async def test_polls_under_a_tight_limit_let_creates_through() -> None:
     ):
         target = await client.processes.create_process(Region.MUMBAI)
         order.clear()
+        yield fake, client, target
+
+
+async def test_polls_under_a_tight_limit_let_creates_through() -> None:
+    order: list[str] = []
+    async with paced_at_5_per_second(order) as (_, client, target):
         polls = [
             asyncio.create_task(client.processes.get_process_info(target.process_id))
             for _ in range(30)
@@ -625,21 +636,8 @@ async def test_a_limit_on_creates_only_paces_creates_not_reads(retry_after: int 
 async def test_reads_get_a_share_while_creates_are_backlogged() -> None:
     # A ceiling of 5/s and 40 creates queued (8 s of budget): a read still goes
     # within a few slots, not after every queued create.
-    clock = Clock()
     order: list[str] = []
-    async with (
-        FakeHathora(clock=clock) as fake,
-        client_for(
-            fake,
-            clock=clock,
-            sleep=clock.sleep,
-            timeout=60.0,
-            trace_configs=[order_of_requests(order)],
-            rate_limit=RateLimit(max_per_second=5.0, burst=1, adaptive=False),
-        ) as client,
-    ):
-        target = await client.processes.create_process(Region.MUMBAI)
-        order.clear()
+    async with paced_at_5_per_second(order) as (fake, client, target):
         creates = [
             asyncio.create_task(client.processes.create_process(Region.MUMBAI)) for _ in range(40)
         ]
