@@ -568,3 +568,19 @@ async def test_a_stray_behind_ten_newer_processes_of_other_statuses_is_found() -
     assert [p.process_id for p in look.found] == [stray.process_id]
     assert not look.truncated
     assert listings == 4  # the region, then starting, running and failed on their own
+
+
+@pytest.mark.parametrize("reconcile", [True, False])
+async def test_reconcile_keeps_at_most_ten_creates_of_a_region_in_flight(reconcile: bool) -> None:
+    # The price of finding every lost create's process (a listing shows 10):
+    # without reconcile nothing is looked for, so nothing holds creates back.
+    trace = InFlight()
+    async with setup(trace=trace, latency=0.02) as (fake, client):
+        result = await client.preallocate(
+            {Region.SEATTLE: 40}, concurrency=40, wait=False, reconcile=reconcile
+        )
+    assert result.complete and fake.processes_created == 40
+    if reconcile:
+        assert trace.peak_by_region["Seattle"] <= 10
+    else:
+        assert trace.peak_by_region["Seattle"] > 10
