@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -106,6 +107,60 @@ async def test_the_fake_limits_each_token_on_its_own() -> None:
                 await first.processes.get_latest_processes()
 
 
+async def admitted(client: HathoraClient, count: int) -> list[bool]:
+    """Which of ``count`` reads in a row the fake's gateway let through."""
+    answers = []
+    for _ in range(count):
+        try:
+            await client.processes.get_latest_processes()
+        except RateLimitedError:
+            answers.append(False)
+        else:
+            answers.append(True)
+    return answers
+
+
+async def test_the_fake_limits_with_a_sliding_window() -> None:
+    clock = Clock(10.25)
+    async with (
+        FakeHathora(
+            clock=clock, rate_limit=2.0, rate_window=2.0, rate_limiter="sliding-window"
+        ) as fake,
+        client_for(fake, retry=RetryPolicy.none(), rate_limit=None) as client,
+    ):
+        assert await admitted(client, 5) == [True] * 4 + [False]  # 2/s x 2 s, no more
+        clock.advance(1.0)
+        assert await admitted(client, 2) == [False, False]  # refusals do not count, nor free
+        clock.advance(1.0)  # the first four leave the window together
+        assert await admitted(client, 5) == [True] * 4 + [False]
+        clock.advance(1.5)
+        assert await admitted(client, 1) == [False]  # whatever the clock's multiples
+        assert fake.gateway is not None
+        assert (fake.gateway.admitted, fake.gateway.refused) == (8, 5)
+
+
+async def test_the_fake_limits_with_a_fixed_window() -> None:
+    clock = Clock(10.75)
+    async with (
+        FakeHathora(clock=clock, rate_limit=3.0, rate_limiter="fixed-window") as fake,
+        client_for(fake, retry=RetryPolicy.none(), rate_limit=None) as client,
+    ):
+        assert await admitted(client, 4) == [True] * 3 + [False]
+        clock.advance(0.25)  # a new second: a new count, 3 more at once (6 within 0.25 s)
+        assert await admitted(client, 4) == [True] * 3 + [False]
+        clock.advance(0.5)
+        assert await admitted(client, 1) == [False]
+
+
+def test_the_fake_cli_takes_the_limiter_flags() -> None:
+    args = _parse(["--rate-limit", "5", "--rate-limiter", "sliding-window", "--rate-window", "2"])
+    assert (args.rate_limiter, args.rate_window) == ("sliding-window", 2.0)
+    args = _parse([])
+    assert (args.rate_limiter, args.rate_window) == ("token-bucket", 1.0)
+    with pytest.raises(SystemExit):
+        _parse(["--rate-limiter", "leaky"])
+
+
 def test_the_fake_cli_takes_the_rate_limit_flags() -> None:
     args = _parse(["--rate-limit", "50", "--rate-burst", "5", "--retry-after", "none"])
     assert (args.rate_limit, args.rate_burst, args.retry_after) == (50.0, 5, None)
@@ -114,7 +169,15 @@ def test_the_fake_cli_takes_the_rate_limit_flags() -> None:
 
 
 @pytest.mark.parametrize(
-    "options", [{"rate_limit": 0.0}, {"rate_limit": 1.0, "rate_burst": 0}, {"retry_after": -1}]
+    "options",
+    [
+        {"rate_limit": 0.0},
+        {"rate_limit": 1.0, "rate_burst": 0},
+        {"retry_after": -1},
+        {"rate_limiter": "leaky-bucket"},
+        {"rate_limiter": "sliding-window", "rate_window": 0.0},
+        {"rate_window": math.inf},
+    ],
 )
 def test_the_fake_refuses_bad_rate_limits(options: dict[str, Any]) -> None:
     options.setdefault("rate_limit", 1.0)
