@@ -96,7 +96,7 @@ DEFAULT_ROOM_POLL_INTERVAL = 0.5
 # Before the server has said anything about its limit: this many requests may
 # go at once, each success lets RATE_START_GAIN more go, and after
 # RATE_OPEN_AFTER successes without a confirmed limit the budget stops counting.
-RATE_INITIAL_WINDOW = 24
+RATE_INITIAL_WINDOW = 4
 RATE_START_GAIN = 2
 RATE_OPEN_AFTER = 64
 RATE_START_RECHECK = 0.005
@@ -124,9 +124,13 @@ RATE_READ_EVERY = 4
 # After a first limit that says nothing about the server's rate: start from the
 # burst the server allowed, per second, and double every RATE_RAMP_DOUBLING s.
 RATE_RAMP_DOUBLING = 0.25
-RATE_RAMP_MIN_BASE = 5.0
+RATE_RAMP_MIN_BASE = 2.0
 # The server's rate is estimated from successes over windows at least this long.
 RATE_ESTIMATE_MIN_WINDOW = 0.25
+# The successes of the last RATE_MEASURE_WINDOW seconds are a floor for that
+# estimate, and, at a limit met again where the burst model explains nothing (a
+# window limiter, a bucket larger than its refill), the estimate itself.
+RATE_MEASURE_WINDOW = 1.0
 # Successes kept per lane (their times) for that estimate.
 RATE_HISTORY = 4096
 # Successes this close to the first refusal of a first limit count as the burst
