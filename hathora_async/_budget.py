@@ -44,7 +44,14 @@ gateway that answers ``Retry-After``, where each limit costs a pause:
    the burst it allowed at first: for a token-bucket gateway of rate R and
    burst B, successes over the window ending at the refusals are B + R x
    window, so the best window gives R, never less than what the server took
-   in the last second. The pace goes ``RATE_MARGIN`` below that. A first
+   in the last second. A pause refills the bucket from empty by the last
+   limit's rate times the pause at most, not to B. Where the model explains
+   nothing (a limit met again, at least ``RATE_MEASURE_WINDOW`` after the
+   first, whose successes it calls all burst: a sliding or fixed window
+   admits its count anew each window, a bucket may hold far more than its
+   refill), the successes of the last ``RATE_MEASURE_WINDOW`` seconds are the
+   estimate, whatever the limiter's shape. The pace goes ``RATE_MARGIN`` below
+   that. A first
    limit that says nothing about R ramps instead: doubling every
    ``RATE_RAMP_DOUBLING`` seconds from twice that burst per second until the
    next limit, which does, but never above twice the successes of the last
@@ -53,7 +60,11 @@ gateway that answers ``Retry-After``, where each limit costs a pause:
 5. While answers succeed a pace grows along a CUBIC curve, relative to the
    rate at the last cut (flat near it, then probing above it), never above
    ``max_per_second`` nor above ``RATE_MAX_OVER_USED`` times the measured
-   sending rate (answers per second, refusals included).
+   sending rate (answers per second, refusals included). Once
+   ``RATE_RAMP_ABOVE`` times that rate without a limit, and with more
+   successes above it since the cut than the server's burst explains (a
+   bucket's credit saved while paced below it would let a probe through for
+   a while), the limit has moved: the pace ramps as in 4.
 
 Pacing is a GCRA schedule (a virtual time per request, equivalent to a token
 bucket) per pace: a lane's own, and the shared one (the app-wide limit, or
