@@ -124,7 +124,7 @@ RATE_READ_EVERY = 4
 # After a first limit that says nothing about the server's rate: start from the
 # burst the server allowed, per second, and double every RATE_RAMP_DOUBLING s.
 RATE_RAMP_DOUBLING = 0.25
-RATE_RAMP_MIN_BASE = 2.0
+RATE_RAMP_MIN_BASE = 5.0
 # The server's rate is estimated from successes over windows at least this long.
 RATE_ESTIMATE_MIN_WINDOW = 0.25
 # The successes of the last RATE_MEASURE_WINDOW seconds are a floor for that
