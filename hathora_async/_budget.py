@@ -551,6 +551,17 @@ class SendBudget:
         self._regate(now)
         return self._holds(lane, now, retry_after)
 
+    def unavailable(self, retry_after: float | None, cap: float) -> bool:
+        """A 503 with a ``Retry-After`` (issue 12): the service, not one call, is
+        unavailable until then, so every call pauses (no cut: it says nothing of
+        the rate). True when it paused; a 503 without one, or above ``cap``,
+        pauses nobody (as for a 429).
+        """
+        if not self.enabled or not retry_after or retry_after > cap:
+            return False
+        self._pause(self._shared, self._clock() + retry_after)
+        return True
+
     def _holds(self, lane: _Lane, now: float, retry_after: float | None) -> bool:
         if retry_after:
             until = max(self._shared.paused_until, lane.pace.paused_until)

@@ -762,6 +762,13 @@ class Transport:
                         )
                         if budget.enabled and policy.attempts > 1:
                             refusals += 1
+                    elif status == 503:
+                        # An overloaded gateway's Retry-After pauses every call (capped
+                        # as a 429's); a create it answered is still of unknown outcome.
+                        held = budget.unavailable(
+                            parse_retry_after(error.headers.get("Retry-After")),
+                            policy.max_retry_after,
+                        )
                     # --
                     # A 429 means the server refused to act: safe to resend even a create.
                     retryable = status in RETRYABLE_STATUSES and (
@@ -808,8 +815,9 @@ class Transport:
                         policy.attempts,
                         delay,
                     )
-                # A limit's Retry-After paused the budget: waiting for it is this call's pause.
-                if not (held and isinstance(error, RateLimitedError) and error.retry_after):
+                # A Retry-After paused the budget (a limit's 429, a 503): waiting for it
+                # is this call's pause.
+                if not held or (isinstance(error, RateLimitedError) and not error.retry_after):
                     await self._pause(delay, options.sleep, endpoint, path)
                 held = False
                 remaining = deadline - clock()

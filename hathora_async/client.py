@@ -493,9 +493,17 @@ class HathoraClient:
         ``per_region_concurrency`` per region). With ``wait`` each process is
         polled until ``running`` (``timeout`` seconds each, counted from its
         create; see ``processes.wait_for_process``). Failures are part of the
-        ``PreallocationResult``, not raised; with ``reconcile``, regions where a
-        create's outcome is unknown are listed afterwards to find the processes
-        it may have made (``result.strays``). ``on_event`` (a plain function)
+        ``PreallocationResult``, not raised; with ``reconcile``, a region where
+        a create's outcome is unknown is listed at once to find the process it
+        may have made (``result.strays``). Listings show a region's 10 newest
+        processes (per status, once a region's are all newer), so with
+        ``reconcile`` at most 9 creates of this call in a region may make
+        processes newer than one not yet known: further creates there wait
+        until it is known, and while such a process is looked for, the region's
+        creates pause. The guarantee: a lost create's process is found unless
+        Hathora's listings lag past ``READ_AFTER_CREATE_GRACE`` (15 s) or other
+        clients made 10 or more processes in its region and status after it.
+        ``on_event`` (a plain function)
         hears ``PreallocationEvent``s as they happen: ``created`` the moment
         each create returns, then ``running`` or ``failed``.
 
