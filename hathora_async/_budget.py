@@ -278,6 +278,7 @@ class _Lane:
         "queue",
         "refused",
         "refused_before",
+        "roll_at",
         "second",
         "strays",
         "this_second",
@@ -296,6 +297,7 @@ class _Lane:
         self.ok = self.refused = self.ok_before = self.refused_before = 0
         self.second = -math.inf
         self.this_second = self.last_second = 0
+        self.roll_at = -math.inf  # (h12-cost) see answered()
 
     def answered(self, now: float, ok: bool) -> None:
         if now - self.bucket >= C.RATE_CONFIRM_WINDOW / 2:
@@ -316,6 +318,9 @@ class _Lane:
         else:
             self.refused += 1
             self.last_refused = now
+        # (h12-cost) Until then neither window above rolls over: a success before
+        # it only counts (see SendBudget.passed, which skips this call then).
+        self.roll_at = min(self.second + 1.0, self.bucket + C.RATE_CONFIRM_WINDOW / 2)
 
     def recent(self, now: float) -> tuple[int, int]:
         """(successes, refusals) within about the last ``RATE_CONFIRM_WINDOW``."""
@@ -443,15 +448,28 @@ class SendBudget:
 
     def passed(self, ticket: int, write: bool = True) -> None:
         """An attempt (a write or a read) sent when ``generation`` was ``ticket`` succeeded."""
+        # -- ungated fast path (h12-cost): every success of an open budget passes here --
+        if not self.gated:
+            # Open, nothing paced or paused (no pace exists while ungated; a budget
+            # that is off is never gated): only the answer counts, for telling a
+            # later limit from strays. Within both of the lane's windows, that is
+            # ``answered(now, True)`` without its call and its rollover checks.
+            if self.enabled:
+                lane = self._write if write else self._read
+                now = self._clock()
+                if now < lane.roll_at:
+                    lane.this_second += 1
+                    lane.ok += 1
+                    lane.history.append(now)
+                else:
+                    lane.answered(now, True)
+            return
+        # --
         if not self.enabled:
             return
         now = self._clock()
         lane = self._write if write else self._read
         lane.answered(now, True)
-        if not self.gated:
-            # Open, nothing paced or paused (no pace exists while ungated): only the
-            # answer counts, for telling a later limit from strays. The common case.
-            return
         if ticket == 0 < self.generation:
             # Sent before the first limit, answered after it: part of that burst.
             for pace in (self._shared, lane.pace):
@@ -545,6 +563,17 @@ class SendBudget:
             self._pause(scope, now + pause)
         self._regate(now)
         return self._holds(lane, now, retry_after)
+
+    def unavailable(self, retry_after: float | None, cap: float) -> bool:
+        """A 503 with a ``Retry-After`` (issue 12): the service, not one call, is
+        unavailable until then, so every call pauses (no cut: it says nothing of
+        the rate). True when it paused; a 503 without one, or above ``cap``,
+        pauses nobody (as for a 429).
+        """
+        if not self.enabled or not retry_after or retry_after > cap:
+            return False
+        self._pause(self._shared, self._clock() + retry_after)
+        return True
 
     def _holds(self, lane: _Lane, now: float, retry_after: float | None) -> bool:
         if retry_after:

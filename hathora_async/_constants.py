@@ -72,6 +72,10 @@ STRAY_SERVER_CLOCK_MARGIN = 1.0
 STRAY_CLOCK_SKEW = 30.0
 # GetLatestProcesses answers at most this many processes.
 LATEST_PROCESSES_LIMIT = 10
+# preallocate: at most this many of its creates in a region may make processes
+# newer than one whose outcome is not known yet, so a listing (10 processes)
+# still shows that one until its search has found it.
+STRAY_SIGHT = LATEST_PROCESSES_LIMIT - 1
 # Coalesced polling (issue 12, see _watch.py): when at least this many waits
 # watch a region, one GetLatestProcesses of these statuses (the states a wait
 # is after; others are read on their own) answers their polls.

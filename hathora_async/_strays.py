@@ -10,15 +10,19 @@ window). ``STRAY_SERVER_CLOCK_MARGIN`` allows for spread between Hathora's
 hosts. Without a ``Date`` header the client's wall clock is the fallback,
 with ``STRAY_CLOCK_SKEW`` of allowance.
 
-Residual limits: GetLatestProcesses answers only the 10 newest processes of
-the region, so if more than that were created there after the send (by anyone)
-the stray can be pushed out of sight (``StrayLook.truncated`` says when that
-may have happened); and another client's process created in the same region
-within the window looks the same as a stray.
+GetLatestProcesses answers only the 10 newest processes (of the statuses and
+regions asked for). A region's listing full of processes newer than the send
+is asked again once per status a stray can show (starting, running, failed),
+each reaching back 10 processes of its own: a stray is in sight unless 10 or
+more processes of its region *and status* are newer than it
+(``StrayLook.truncated`` says when that may have happened). ``preallocate``
+keeps its own creates below that bound (see ``prealloc``). Another client's
+process created in the same region within the window looks the same as a stray.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Container, Mapping
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
@@ -81,6 +85,24 @@ def send_on_server_clock(headers: Mapping[str, str], age: float) -> tuple[dateti
     return estimate, estimate - timedelta(seconds=C.STRAY_SERVER_CLOCK_MARGIN)
 
 
+# The statuses a stray can show (a failed one was still made), each listed on
+# its own when the region's listing is full of processes newer than the send.
+STRAY_STATUSES = (ProcessStatus.STARTING, ProcessStatus.RUNNING, ProcessStatus.FAILED)
+
+
+async def _latest(
+    client: ApiClient, region: Region, status: ProcessStatus | None, app_id: str | None
+) -> tuple[list[ProcessV2], Mapping[str, str]]:
+    response = await client.processes.get_latest_processes_with_http_info(
+        region=[region], status=None if status is None else [status], app_id=app_id
+    )
+    return response.data, response.headers
+
+
+def _full(latest: list[ProcessV2], cutoff: datetime) -> bool:
+    return len(latest) >= C.LATEST_PROCESSES_LIMIT and all(p.created_at >= cutoff for p in latest)
+
+
 async def list_strays(
     client: ApiClient,
     region: Region,
@@ -88,28 +110,44 @@ async def list_strays(
     sent: float,
     known: Container[str],
     app_id: str | None,
+    wanted: int = 1,
 ) -> StrayLook:
     """Look in ``region`` for processes a create sent at ``sent`` (or later) may have made.
 
     ``sent`` is a reading of the client's clock; ``known`` are ids the caller
-    already accounts for. Raises the listing's ``HathoraError``.
+    already accounts for; ``wanted`` how many strays are looked for. When the
+    region's listing is full of processes newer than the send and shows fewer
+    than ``wanted``, each of ``STRAY_STATUSES`` is listed too (three more
+    requests). Raises the listings' ``HathoraError``.
     """
-    response = await client.processes.get_latest_processes_with_http_info(
-        region=[region], app_id=app_id
-    )
-    estimate, cutoff = send_on_server_clock(response.headers, client._options.clock() - sent)
-    latest = response.data
-    found = sorted(
-        (
-            process
-            for process in latest
-            if process.process_id not in known
-            and process.created_at >= cutoff
-            and (process.status not in TERMINAL_STATUSES or process.status == ProcessStatus.FAILED)
-        ),
-        key=lambda p: (p.created_at < estimate, p.created_at),
-    )
-    truncated = len(latest) >= C.LATEST_PROCESSES_LIMIT and all(
-        p.created_at >= cutoff for p in latest
-    )
-    return StrayLook(found, truncated, frozenset(p.process_id for p in latest))
+    latest, headers = await _latest(client, region, None, app_id)
+    estimate, cutoff = send_on_server_clock(headers, client._options.clock() - sent)
+    truncated = _full(latest, cutoff)
+    seen = {p.process_id: p for p in latest}
+
+    def strays() -> list[ProcessV2]:
+        return sorted(
+            (
+                process
+                for process in seen.values()
+                if process.process_id not in known
+                and process.created_at >= cutoff
+                and (
+                    process.status not in TERMINAL_STATUSES
+                    or process.status == ProcessStatus.FAILED
+                )
+            ),
+            key=lambda p: (p.created_at < estimate, p.created_at),
+        )
+
+    found = strays()
+    if truncated and len(found) < wanted:
+        # Each status's 10 newest reach further back than the region's 10.
+        parts = await asyncio.gather(
+            *(_latest(client, region, status, app_id) for status in STRAY_STATUSES)
+        )
+        truncated = any(_full(part, cutoff) for part, _ in parts)
+        for part, _ in parts:
+            seen.update((p.process_id, p) for p in part)
+        found = strays()
+    return StrayLook(found, truncated, frozenset(seen))

@@ -309,6 +309,7 @@ class HathoraClient:
             headers["Authorization"] = _SecretHeader(f"Bearer {secret.reveal()}")
         self._token = secret
         self._app_id = app_id
+        self._app_encoded: str | None = None  # see _app_segment
         self._transport = Transport(
             base_url=url,
             headers=headers,
@@ -388,6 +389,7 @@ class HathoraClient:
         sibling = object.__new__(HathoraClient)
         sibling._token = self._token
         sibling._app_id = app_id if app_id is not None else self._app_id
+        sibling._app_encoded = None
         sibling._transport = self._transport
         sibling._options = options
         sibling._recent = self._recent
@@ -491,9 +493,17 @@ class HathoraClient:
         ``per_region_concurrency`` per region). With ``wait`` each process is
         polled until ``running`` (``timeout`` seconds each, counted from its
         create; see ``processes.wait_for_process``). Failures are part of the
-        ``PreallocationResult``, not raised; with ``reconcile``, regions where a
-        create's outcome is unknown are listed afterwards to find the processes
-        it may have made (``result.strays``). ``on_event`` (a plain function)
+        ``PreallocationResult``, not raised; with ``reconcile``, a region where
+        a create's outcome is unknown is listed at once to find the process it
+        may have made (``result.strays``). Listings show a region's 10 newest
+        processes (per status, once a region's are all newer), so with
+        ``reconcile`` at most 9 creates of this call in a region may make
+        processes newer than one not yet known: further creates there wait
+        until it is known, and while such a process is looked for, the region's
+        creates pause. The guarantee: a lost create's process is found unless
+        Hathora's listings lag past ``READ_AFTER_CREATE_GRACE`` (15 s) or other
+        clients made 10 or more processes in its region and status after it.
+        ``on_event`` (a plain function)
         hears ``PreallocationEvent``s as they happen: ``created`` the moment
         each create returns, then ``running`` or ``failed``.
 
@@ -535,10 +545,15 @@ class HathoraClient:
         return await run.run()
 
     def _app_segment(self, app_id: str | None) -> str:
-        chosen = app_id if app_id is not None else self._app_id
-        if chosen is None:
-            raise ValueError("no app_id: pass app_id= to the call or to HathoraClient")
-        return segment(chosen, "app_id")
+        if app_id is None:
+            # The default app's segment, checked and encoded once: nearly every call asks.
+            encoded = self._app_encoded
+            if encoded is None:
+                if self._app_id is None:
+                    raise ValueError("no app_id: pass app_id= to the call or to HathoraClient")
+                encoded = self._app_encoded = segment(self._app_id, "app_id")
+            return encoded
+        return segment(app_id, "app_id")
 
     def _call(
         self,

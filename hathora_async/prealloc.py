@@ -4,13 +4,17 @@
 its result types. Creates go out from a fixed set of worker tasks (never more
 than ``concurrency``), so the concurrency limit is also the number of requests
 in flight; waits are cheap sleeping tasks that take a slot only to poll.
+
+With ``reconcile``, a create whose outcome is unknown starts a search of its
+region at once (``_Preallocation.search``), and ``_Sight`` admits the region's
+creates so that its process stays within the 10 a listing shows until found.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Coroutine, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
@@ -241,6 +245,53 @@ def _withdrawn() -> HathoraError:
     return HathoraError("create_process was not retried: the call was cancelled; nothing was made")
 
 
+@attrs.define(eq=False)
+class _Create:
+    """A create of the run whose process, if any, is not known yet (see ``_Sight``).
+
+    ``newer``: the creates of the run in its region that may have made a
+    process newer than its own (in flight with it, or sent after it).
+    ``sent``: when its call began (client clock). ``lost``: it ended with an
+    unknown outcome and its region's search looks for its process.
+    """
+
+    sent: float
+    newer: int
+    lost: bool = False
+
+
+@attrs.define(eq=False)
+class _Sight:
+    """One region's creates that may have made a process not known yet.
+
+    A create is admitted only while every such create has fewer than
+    ``STRAY_SIGHT`` newer ones, and never while ``held`` (the search waits to
+    list the region). So a lost create's process, until its search finds it,
+    has at most ``STRAY_SIGHT`` processes of this run newer than it in its
+    region: within the 10 a listing shows.
+    """
+
+    open: list[_Create] = attrs.Factory(list)
+    held: bool = False
+    searching: bool = False
+
+    def admits(self) -> bool:
+        return not self.held and all(c.newer < C.STRAY_SIGHT for c in self.open)
+
+    def enter(self, now: float) -> _Create:
+        for other in self.open:
+            other.newer += 1
+        create = _Create(now, len(self.open))
+        self.open.append(create)
+        return create
+
+    def lost(self) -> list[_Create]:
+        return [c for c in self.open if c.lost]
+
+    def in_flight(self) -> bool:
+        return any(not c.lost for c in self.open)
+
+
 class _Preallocation:
     """One ``preallocate`` call: ``await _Preallocation(client, plan, ...).run()``.
 
@@ -303,6 +354,7 @@ class _Preallocation:
             for region in plan
         }
         self.jobs = _interleave(plan)
+        self.left = Counter(self.jobs)  # jobs left per region (reconcile only)
         self.result = PreallocationResult(
             requested=dict(plan),
             ready={region: [] for region in plan},
@@ -312,8 +364,10 @@ class _Preallocation:
         self.in_create: set[asyncio.Task[Any] | None] = set()
         self.withdrawn: set[asyncio.Task[Any]] = set()
         self.region_of: dict[str, Region] = {}
-        # Per region, when (client clock) each create with an unknown outcome was sent.
-        self.unknown_sent: dict[Region, list[float]] = {}
+        # Finding what creates with an unknown outcome made (reconcile only).
+        self.sight = {region: _Sight() for region in plan}
+        self.known: set[str] = set()  # every process id the result accounts for
+        self.changed: asyncio.Future[None] | None = None
         self.stopping = False
 
     # -- bookkeeping -------------------------------------------------------
@@ -336,8 +390,6 @@ class _Preallocation:
         started: float,
     ) -> None:
         unknown = process_id is None and error.outcome_unknown
-        if unknown:
-            self.unknown_sent.setdefault(region, []).append(started)
         self.result.failed.append(PreallocationFailure(region, error, process_id, unknown, process))
         if self.on_event is not None:
             self.emit(
@@ -352,9 +404,7 @@ class _Preallocation:
         for _ in range(min(self.concurrency, len(self.jobs))):
             self.tasks.spawn(self.worker())
         try:
-            await self.tasks.join()
-            if self.reconcile:
-                await self.find_strays()
+            await self.tasks.join()  # the searches for strays included
         except BaseException as exc:
             try:
                 await self.abort()
@@ -388,12 +438,70 @@ class _Preallocation:
                 unknown,
             )
 
-    async def worker(self) -> None:
-        jobs = self.jobs
-        while jobs and not self.stopping:
-            await self.create_one(jobs.popleft())
+    def notify(self) -> None:
+        """Wake the workers and searches waiting for a region's creates to change."""
+        if self.changed is not None:
+            self.changed.set_result(None)
+            self.changed = None
 
-    async def create_one(self, region: Region) -> None:
+    async def change(self) -> None:
+        if self.changed is None:
+            self.changed = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self.changed)
+
+    def next_job(self) -> tuple[Region, _Create | None] | None:
+        """The first job whose region admits a create now (entered), or None."""
+        jobs = self.jobs
+        if not self.reconcile:
+            return jobs.popleft(), None
+        refused: set[Region] = set()
+        left = self.left
+        for index, region in enumerate(jobs):
+            if region in refused:
+                continue
+            sight = self.sight[region]
+            if sight.admits():
+                del jobs[index]
+                left[region] -= 1
+                if not left[region]:
+                    del left[region]
+                return region, sight.enter(self.clock())
+            refused.add(region)
+            if len(refused) == len(left):
+                break  # every region with jobs left waits
+        return None
+
+    async def worker(self) -> None:
+        while self.jobs and not self.stopping:
+            job = self.next_job()
+            if job is None:
+                await self.change()  # every region left waits on its creates or search
+                continue
+            await self.create_one(*job)
+
+    def settle(self, region: Region, create: _Create | None, lost: bool) -> None:
+        """The create's process is known (or none was made); ``lost``: a search will tell."""
+        if create is None:
+            return
+        sight = self.sight[region]
+        if lost and not self.stopping:
+            create.lost = True
+            if not sight.searching:
+                sight.searching = True
+                self.tasks.spawn(self.search(region))
+        else:
+            sight.open.remove(create)
+        self.notify()
+
+    async def create_one(self, region: Region, entry: _Create | None = None) -> None:
+        lost = False
+        try:
+            lost = await self._create_one(region, entry)
+        finally:
+            self.settle(region, entry, lost)
+
+    async def _create_one(self, region: Region, entry: _Create | None) -> bool:
+        """One create; True when its outcome is unknown (a process may exist)."""
         task = asyncio.current_task()
         async with self.limits[region]:
             started = self.clock()
@@ -403,21 +511,23 @@ class _Preallocation:
                 # Send budget (issue 12): the create's deadline starts when its turn comes.
                 async with self.client._budget.turn(self.pause_create):
                     started = self.clock()
+                    if entry is not None:
+                        entry.sent = started
                     process = (await self.create(region, app_id=self.app_id)).data
             except HathoraError as exc:
                 if exc.process_id is None:
                     self.failed(region, exc, None, None, started)
-                    return
+                    return exc.outcome_unknown
                 # The answer could not be read whole, yet it named the process: it exists.
                 logger.warning("preallocate: %s; process %s exists", exc, exc.process_id)
                 process, process_id = None, exc.process_id
             except _Withdrawn:
                 self.failed(region, _withdrawn(), None, None, started)
-                return
+                return False
             except asyncio.CancelledError:
                 if task in self.withdrawn:  # send budget (issue 12): waited, never sent
                     self.failed(region, _withdrawn(), None, None, started)
-                    return
+                    return False
                 # Only a second cancellation (or a closing loop) gets here.
                 self.failed(region, _cancelled_in_flight(), None, None, started)
                 raise
@@ -426,12 +536,14 @@ class _Preallocation:
             finally:
                 self.in_create.discard(task)
         self.made(region, process_id, process, started)
+        return False
 
     def made(
         self, region: Region, process_id: str, process: ProcessV2 | None, started: float
     ) -> None:
         """A create made ``process_id`` (``process`` is its answer, if readable)."""
         self.result.created.append(process_id)
+        self.known.add(process_id)
         self.region_of[process_id] = region
         if self.on_event is not None:
             self.emit(
@@ -505,51 +617,66 @@ class _Preallocation:
                 )
             )
 
-    async def find_strays(self) -> None:
-        """Look for processes that creates with an unknown outcome may have made."""
-        known = set(self.result.created)
-        pending = self.unknown_sent.items()
-        await asyncio.gather(*(self.find_strays_in(r, sent, known) for r, sent in pending))
+    async def search(self, region: Region) -> None:
+        """List ``region`` until each lost create there has its stray, or its grace ends.
 
-    async def find_strays_in(self, region: Region, sent: list[float], known: set[str]) -> None:
-        """List ``region`` until each create sent at ``sent`` has its stray, or the grace ends.
-
-        A create makes one process at most. A new process may be missing from
-        listings for ``READ_AFTER_CREATE_GRACE`` seconds after its create, so
-        the region is listed again (every ``poll_interval``) until then.
+        A create makes one process at most. Each look first holds the
+        region's new creates and waits for those in flight to end, so every
+        process the run made there is known and none is taken for a stray;
+        between looks creates go on (``_Sight`` keeps them few). A new process
+        may be missing from listings for ``READ_AFTER_CREATE_GRACE`` seconds
+        after its create, so the region is listed again (every
+        ``poll_interval``) until then. Creates lost meanwhile join the search.
         """
-        wanted = len(sent)
-        until = max(sent) + C.READ_AFTER_CREATE_GRACE
+        sight = self.sight[region]
         error: HathoraError | None = None
         truncated = False
         late = False
-        while True:
-            try:
-                async with self.limits[region]:
-                    look = await list_strays(
-                        self.client, region, sent=min(sent), known=known, app_id=self.app_id
-                    )
-            except ClientClosedError as exc:
-                error = exc
-                break  # no later look can be sent: the caller has the unknown outcomes
-            except HathoraError as exc:
-                error = exc
-            else:
-                error, truncated = None, look.truncated
-                for process in look.found[:wanted]:
-                    wanted -= 1
-                    known.add(process.process_id)
-                    self.result.strays.append(process)
-                    self.emit(PreallocationEvent("stray", region, process.process_id, process))
-            remaining = until - self.clock()
-            if wanted <= 0:
-                break
-            if remaining <= 0:
-                # The window is over; a look that failed gets one more try.
-                if error is None or late:
+        try:
+            while sight.lost():
+                sight.held = True
+                while sight.in_flight():
+                    await self.change()
+                lost = sorted(sight.lost(), key=lambda c: c.sent)
+                try:
+                    async with self.limits[region]:
+                        look = await list_strays(
+                            self.client,
+                            region,
+                            sent=lost[0].sent,
+                            known=self.known,
+                            app_id=self.app_id,
+                            wanted=len(lost),
+                        )
+                except ClientClosedError as exc:
+                    error = exc
+                    break  # no later look can be sent: the caller has the unknown outcomes
+                except HathoraError as exc:
+                    error = exc
+                else:
+                    error, truncated = None, look.truncated
+                    for create, process in zip(lost, look.found, strict=False):
+                        sight.open.remove(create)
+                        self.known.add(process.process_id)
+                        self.result.strays.append(process)
+                        self.emit(PreallocationEvent("stray", region, process.process_id, process))
+                sight.held = False
+                self.notify()
+                left = sight.lost()
+                if not left:
                     break
-                late, remaining = True, self.poll_interval
-            await self.sleep(min(self.poll_interval, remaining))
+                remaining = max(c.sent for c in left) + C.READ_AFTER_CREATE_GRACE - self.clock()
+                if remaining <= 0:
+                    # The window is over; a look that failed gets one more try.
+                    if error is None or late:
+                        break
+                    late, remaining = True, self.poll_interval
+                await self.sleep(min(self.poll_interval, remaining))
+        finally:
+            wanted = len(sight.lost())
+            sight.open = [c for c in sight.open if not c.lost]  # given up
+            sight.held = sight.searching = False
+            self.notify()
         if error is not None:
             logger.warning("cannot look for stray processes in %s: %s", region.value, error)
         elif truncated and wanted:

@@ -24,6 +24,7 @@ from hathora_async import (
     Region,
     RetryPolicy,
 )
+from hathora_async._strays import list_strays
 from hathora_async.testing import FakeHathora, Fault
 
 FAST = RetryPolicy(initial_delay=0.001, max_delay=0.01)
@@ -67,6 +68,7 @@ class InFlight:
 async def setup(
     retry: RetryPolicy = FAST,
     trace: InFlight | None = None,
+    timeout: float | None = None,
     **fake_options: Any,
 ) -> AsyncIterator[tuple[FakeHathora, HathoraClient]]:
     fake_options.setdefault("seed", 5)
@@ -78,6 +80,7 @@ async def setup(
             base_url=fake.url,
             retry=retry,
             trace_configs=[trace.trace] if trace else None,
+            **({} if timeout is None else {"timeout": timeout}),
         ) as client,
     ):
         yield fake, client
@@ -507,3 +510,77 @@ async def test_a_create_timing_out_during_the_fakes_latency_leaves_a_stray_found
         [stray] = result.strays
         assert {stray.process_id, *result.created} == made
         assert [e.kind for e in events].count("stray") == 1
+
+
+LOST_ANSWERS = {
+    "connection closed": Fault(drop="after"),
+    "502 after creating": Fault(status=502, acted=True),
+    # The client gives up at its 0.5 s deadline; the fake creates at 0.8 s.
+    "timeout": Fault(latency=0.8),
+}
+
+
+@pytest.mark.parametrize("limited", [False, True], ids=["no limit", "rate limited"])
+@pytest.mark.parametrize("lost", list(LOST_ANSWERS))
+async def test_every_process_of_a_lost_create_is_found_under_concurrency(
+    lost: str, limited: bool
+) -> None:
+    # Many creates in one region at once, some answers lost after the fake
+    # created: listings show only the region's 10 newest processes, so a lost
+    # create's process must be looked for before the run's later creates there
+    # push it out of sight. Nothing billed may go unreported.
+    limit = {"rate_limit": 60.0, "rate_burst": 5, "retry_after": None} if limited else {}
+    events: list[PreallocationEvent] = []
+    async with setup(latency=(0.002, 0.02), timeout=0.5, **limit) as (fake, client):
+        fake.faults.add_random("create_process", 0.12, [LOST_ANSWERS[lost]], seed=7)
+        result = await client.preallocate(
+            {Region.SEATTLE: 60},
+            concurrency=60,
+            wait=False,
+            poll_interval=0.05,
+            on_event=events.append,
+        )
+        made = {p["processId"] for p in fake.processes()}
+    unknown = [f for f in result.failed if f.outcome_unknown]
+    assert len(unknown) >= 4, "the seeded fault rate should lose a few answers"
+    # (Rate limited, a create may be refused until its short deadline: known, not made.)
+    assert fake.processes_created == len(result.created) + len(unknown)  # none sent twice
+    strays = {p.process_id for p in result.strays}
+    assert not strays & set(result.created)
+    assert made == set(result.created) | strays
+    assert len(strays) == len(unknown)
+    assert kinds(events)["stray"] == len(unknown)
+
+
+async def test_a_stray_behind_ten_newer_processes_of_other_statuses_is_found() -> None:
+    # Ten newer processes fill the region's listing; the stray's own status
+    # (starting) reaches back further. The newer ones are stopped here, as
+    # another client's might be.
+    async with setup(boot_delay=60.0) as (fake, client):
+        sent = client._options.clock()
+        stray = await client.processes.create_process(Region.SEATTLE)  # its answer "lost"
+        newer = [await client.processes.create_process(Region.SEATTLE) for _ in range(12)]
+        for process in newer:
+            await client.processes.stop_process(process.process_id)
+        before = fake.request_counts["get_latest_processes"]
+        look = await list_strays(client, Region.SEATTLE, sent=sent, known=set(), app_id=None)
+        listings = fake.request_counts["get_latest_processes"] - before
+    assert [p.process_id for p in look.found] == [stray.process_id]
+    assert not look.truncated
+    assert listings == 4  # the region, then starting, running and failed on their own
+
+
+@pytest.mark.parametrize("reconcile", [True, False])
+async def test_reconcile_keeps_at_most_ten_creates_of_a_region_in_flight(reconcile: bool) -> None:
+    # The price of finding every lost create's process (a listing shows 10):
+    # without reconcile nothing is looked for, so nothing holds creates back.
+    trace = InFlight()
+    async with setup(trace=trace, latency=0.02) as (fake, client):
+        result = await client.preallocate(
+            {Region.SEATTLE: 40}, concurrency=40, wait=False, reconcile=reconcile
+        )
+    assert result.complete and fake.processes_created == 40
+    if reconcile:
+        assert trace.peak_by_region["Seattle"] <= 10
+    else:
+        assert trace.peak_by_region["Seattle"] > 10

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ._faults import FaultPlan
+from ._faults import Fault, FaultPlan
 from ._ratelimit import GatewayLimit, Limiter
 from ._rooms import PUBLIC_ROUTES, RoomBook, RoomRoutes
 from ._state import REGIONS, Delay, FakeApp, FakeProcess, World, sample
@@ -37,6 +37,12 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     if headers:
         response.headers.update(headers)
     return response
+
+
+def _fault_error(fault: Fault) -> web.Response:
+    headers = {"Retry-After": fault.retry_after} if fault.retry_after else None
+    assert fault.status is not None
+    return _error(fault.status, fault.message, headers)
 
 
 @web.middleware
@@ -329,9 +335,8 @@ class FakeHathora:
         delay = sample(self.latency, self.world.rng) + (fault.latency if fault else 0.0)
         if delay > 0:
             await asyncio.sleep(delay)
-        if fault is not None and fault.status is not None:
-            headers = {"Retry-After": fault.retry_after} if fault.retry_after else None
-            return _error(fault.status, fault.message, headers)
+        if fault is not None and fault.status is not None and not fault.acted:
+            return _fault_error(fault)
         if fault is not None and fault.drop == "before":
             return self._drop(request)
         auth = request.headers.get("Authorization", "")
@@ -348,6 +353,8 @@ class FakeHathora:
         response = await action(request, app)
         if fault is None:
             return response
+        if fault.status is not None:
+            return _fault_error(fault)
         if fault.drop == "after":
             return self._drop(request)
         if fault.body == "malformed":

@@ -18,6 +18,8 @@ class Fault:
 
     - ``status``: answer with this error status (and ``{"message": ...}``) without
       acting; ``retry_after`` adds a ``Retry-After`` header (seconds or HTTP date).
+      With ``acted``, the server acts first (a gateway's 502 to a create that
+      its server made).
     - ``latency``: seconds added before anything else happens.
     - ``drop``: ``"before"`` closes the connection before the server acts,
       ``"after"`` once it has acted (a create then has made its process).
@@ -31,11 +33,12 @@ class Fault:
     drop: Literal["before", "after"] | None = None
     body: Literal["malformed", "truncated"] | None = None
     message: str = "injected fault"
+    acted: bool = False
 
     @property
     def acts(self) -> bool:
         """Whether the server carries the request out under this fault."""
-        return self.status is None and self.drop != "before"
+        return (self.status is None or self.acted) and self.drop != "before"
 
 
 class FaultPlan:
