@@ -3,7 +3,7 @@
     python3 benchmarks/bench_ratelimit.py            # every case, about 2 minutes
     python3 benchmarks/bench_ratelimit.py --only 300-ra,pool
     python3 benchmarks/bench_ratelimit.py --attacks   # stray 429s, one limited route, ...
-    python3 benchmarks/bench_ratelimit.py --shapes    # bursts 1 and 100, 3-500 req/s
+    python3 benchmarks/bench_ratelimit.py --shapes    # bursts 1-100 at 3-500 req/s, windows
 
 Each run starts the fake Hathora in its own process as a gateway would limit
 it (``python -m hathora_async.testing --rate-limit R --rate-burst 10
@@ -20,8 +20,10 @@ the issue's targets checked for the "on" runs:
 - wall time within 1.5x ``n / rate`` plus 1 s for creates, within
   2x ``(n / rate + boot)`` with ``wait=True``.
 
-``--shapes`` runs the same table for limits of burst 1 and 100 at 3 to 500
-req/s (same targets). ``--attacks`` runs the cases reviews found (numbers
+``--shapes`` runs the same table for token buckets of burst 1, 50 and 100 at
+3 to 500 req/s (``wait=True`` and a pool at 7 and 3 req/s), and for sliding and
+fixed one-second windows (``--rate-limiter sliding-window|fixed-window``) at 7
+and 50 req/s (same targets). ``--attacks`` runs the cases reviews found (numbers
 only): 5 % stray 429s with no limit (throughput on against off), a limit on
 creates only (refusals per create, reads meanwhile), a dip of the limit (time
 back to near the restored limit), ``wait=True`` at 5 req/s (polls against
@@ -51,6 +53,7 @@ from hathora_async.testing import FakeHathora, Fault
 
 BURST = 10
 CONCURRENCY = 100
+POOL_TIMEOUT = 60.0  # a pool not ready by then counts its missing processes as failed
 
 
 @attrs.frozen
@@ -64,6 +67,7 @@ class Case:
     wait: bool = False
     pool: bool = False
     burst: int = BURST
+    limiter: str = "token-bucket"
 
     @property
     def max_429(self) -> float:
@@ -86,19 +90,63 @@ CASES = [
     Case("pool", "`WarmPool` 14 regions x 6 @ 30 req/s, 1 s boot", 84, 30.0, boot=1.0, pool=True),
 ]
 
-# Limits the budget was not tuned for (issue 12's third round): burst 1 and 100.
-SHAPES = [
-    Case(f"{rate:g}/{burst}", f"{count} @ {rate:g} req/s, burst {burst}", count, rate, burst=burst)
-    for rate, burst, count in [
-        (3.0, 1, 40),
-        (17.0, 1, 150),
-        (17.0, 100, 300),
-        (50.0, 1, 300),
-        (50.0, 100, 300),
-        (500.0, 1, 1500),
-        (500.0, 100, 1500),
+# Limits the budget was not tuned for (issue 12's third round): bursts 1, 50 and 100,
+# low rates, and gateways counting per sliding or fixed one-second window.
+SHAPES = (
+    [
+        Case(
+            f"{rate:g}/{burst}",
+            f"{count} @ {rate:g} req/s, burst {burst}",
+            count,
+            rate,
+            burst=burst,
+        )
+        for rate, burst, count in [
+            (3.0, 1, 40),
+            (7.0, 1, 60),
+            (7.0, 50, 100),
+            (17.0, 1, 150),
+            (17.0, 100, 300),
+            (50.0, 1, 300),
+            (50.0, 100, 300),
+            (500.0, 1, 1500),
+            (500.0, 100, 1500),
+        ]
     ]
-]
+    + [
+        Case(
+            f"{rate:g}/{limiter.split('-')[0]}",
+            f"{count} @ {rate:g} req/s, {limiter}",
+            count,
+            rate,
+            limiter=limiter,
+        )
+        for limiter in ("sliding-window", "fixed-window")
+        for rate, count in [(7.0, 60), (50.0, 300)]
+    ]
+    + [
+        Case(
+            "7/1-wait",
+            "`wait=True`, 60 @ 7 req/s, burst 1, 1 s boot",
+            60,
+            7.0,
+            1,
+            1.0,
+            True,
+            burst=1,
+        ),
+        Case(
+            "3/1-pool",
+            "`WarmPool` 14 x 1 @ 3 req/s, burst 1, 1 s boot",
+            14,
+            3.0,
+            1,
+            1.0,
+            pool=True,
+            burst=1,
+        ),
+    ]
+)
 
 
 def fake_server(case: Case) -> contextlib.AbstractContextManager[tuple[str, str, str]]:
@@ -107,6 +155,7 @@ def fake_server(case: Case) -> contextlib.AbstractContextManager[tuple[str, str,
     return standalone_fake(
         "--boot-delay", str(case.boot), "--seed", "1", "--rate-limit", str(case.rate),
         "--rate-burst", str(case.burst), "--retry-after", retry_after,
+        "--rate-limiter", case.limiter,
     )  # fmt: skip
 
 
@@ -164,10 +213,11 @@ async def run(case: Case, budget: bool) -> Outcome:
                 targets = plan_for(case.count)
                 pool = WarmPool(client, targets, stop_on_exit=False)
                 async with pool:
-                    await pool.wait_ready(timeout=120)
+                    with contextlib.suppress(asyncio.TimeoutError):  # reported as not made
+                        await pool.wait_ready(timeout=POOL_TIMEOUT)
                     wall = time.perf_counter() - started
                     made = len(pool.process_ids())
-                    failed = pool.errors
+                    failed = max(pool.errors, case.count - made)
                     snapshot = dict(counts.by_name)
                     totals = (counts.sent, counts.refused)
                 counts = Counts(totals[0], totals[1], snapshot)
@@ -237,7 +287,7 @@ async def main_async(args: argparse.Namespace) -> int:
             if args.verbose:
                 print(f"   requests by kind: {out.counts.by_name}", file=sys.stderr)
     print(
-        f"\nGateway: token bucket per token, burst {'as given' if args.shapes else BURST}; "
+        f"\nGateway: {'as given' if args.shapes else f'token bucket per token, burst {BURST}'}; "
         f"`preallocate(..., "
         f"concurrency={CONCURRENCY})` over the 14 regions; the pool waits until ready.\n"
     )
@@ -478,7 +528,9 @@ async def attacks_async(only: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--only", default="", help="comma-separated case keys: " + ", ".join(c.key for c in CASES)
+        "--only",
+        default="",
+        help="comma-separated case keys: " + ", ".join(c.key for c in CASES + SHAPES),
     )
     parser.add_argument("--verbose", action="store_true", help="requests by endpoint too")
     parser.add_argument(
@@ -486,7 +538,9 @@ def main() -> None:
     )
     parser.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
     parser.add_argument(
-        "--shapes", action="store_true", help="limits of burst 1 and 100 at 3-500 req/s instead"
+        "--shapes",
+        action="store_true",
+        help="bursts 1-100 at 3-500 req/s, and sliding and fixed windows, instead",
     )
     parser.add_argument(
         "--attacks",

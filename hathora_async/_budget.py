@@ -44,7 +44,14 @@ gateway that answers ``Retry-After``, where each limit costs a pause:
    the burst it allowed at first: for a token-bucket gateway of rate R and
    burst B, successes over the window ending at the refusals are B + R x
    window, so the best window gives R, never less than what the server took
-   in the last second. The pace goes ``RATE_MARGIN`` below that. A first
+   in the last second. A pause refills the bucket from empty by the last
+   limit's rate times the pause at most, not to B. Where the model explains
+   nothing (a limit met again, at least ``RATE_MEASURE_WINDOW`` after the
+   first, whose successes it calls all burst: a sliding or fixed window
+   admits its count anew each window, a bucket may hold far more than its
+   refill), the successes of the last ``RATE_MEASURE_WINDOW`` seconds are the
+   estimate, whatever the limiter's shape. The pace goes ``RATE_MARGIN`` below
+   that. A first
    limit that says nothing about R ramps instead: doubling every
    ``RATE_RAMP_DOUBLING`` seconds from twice that burst per second until the
    next limit, which does, but never above twice the successes of the last
@@ -53,7 +60,11 @@ gateway that answers ``Retry-After``, where each limit costs a pause:
 5. While answers succeed a pace grows along a CUBIC curve, relative to the
    rate at the last cut (flat near it, then probing above it), never above
    ``max_per_second`` nor above ``RATE_MAX_OVER_USED`` times the measured
-   sending rate (answers per second, refusals included).
+   sending rate (answers per second, refusals included). Once
+   ``RATE_RAMP_ABOVE`` times that rate without a limit, and with more
+   successes above it since the cut than the server's burst explains (a
+   bucket's credit saved while paced below it would let a probe through for
+   a while), the limit has moved: the pace ramps as in 4.
 
 Pacing is a GCRA schedule (a virtual time per request, equivalent to a token
 bucket) per pace: a lane's own, and the shared one (the app-wide limit, or
@@ -186,6 +197,7 @@ class _Pace:
     __slots__ = (
         "base",
         "burst_count",
+        "credit",
         "cut_at",
         "full",
         "full_since",
@@ -203,7 +215,7 @@ class _Pace:
 
     # What a cut changes, and an undo restores (see ``_Check``).
     SAVED = (
-        "base", "burst_count", "cut_at", "full", "full_since", "k", "origin",
+        "base", "burst_count", "credit", "cut_at", "full", "full_since", "k", "origin",
         "paused_until", "ramp", "rate", "server_burst", "storm_at", "tat", "w_max",
     )  # fmt: skip
 
@@ -222,6 +234,7 @@ class _Pace:
         self.burst_count = 0
         self.server_burst: float | None = None
         self.full = True  # the server's bucket, as far as estimates go
+        self.credit = math.inf  # what it can hold then: its burst, or a pause's refill
         self.full_since = -math.inf
 
     def saved(self) -> dict[str, Any]:
@@ -265,6 +278,7 @@ class _Lane:
         "queue",
         "refused",
         "refused_before",
+        "roll_at",
         "second",
         "strays",
         "this_second",
@@ -283,6 +297,7 @@ class _Lane:
         self.ok = self.refused = self.ok_before = self.refused_before = 0
         self.second = -math.inf
         self.this_second = self.last_second = 0
+        self.roll_at = -math.inf  # (h12-cost) see answered()
 
     def answered(self, now: float, ok: bool) -> None:
         if now - self.bucket >= C.RATE_CONFIRM_WINDOW / 2:
@@ -303,6 +318,9 @@ class _Lane:
         else:
             self.refused += 1
             self.last_refused = now
+        # (h12-cost) Until then neither window above rolls over: a success before
+        # it only counts (see SendBudget.passed, which skips this call then).
+        self.roll_at = min(self.second + 1.0, self.bucket + C.RATE_CONFIRM_WINDOW / 2)
 
     def recent(self, now: float) -> tuple[int, int]:
         """(successes, refusals) within about the last ``RATE_CONFIRM_WINDOW``."""
@@ -430,15 +448,28 @@ class SendBudget:
 
     def passed(self, ticket: int, write: bool = True) -> None:
         """An attempt (a write or a read) sent when ``generation`` was ``ticket`` succeeded."""
+        # -- ungated fast path (h12-cost): every success of an open budget passes here --
+        if not self.gated:
+            # Open, nothing paced or paused (no pace exists while ungated; a budget
+            # that is off is never gated): only the answer counts, for telling a
+            # later limit from strays. Within both of the lane's windows, that is
+            # ``answered(now, True)`` without its call and its rollover checks.
+            if self.enabled:
+                lane = self._write if write else self._read
+                now = self._clock()
+                if now < lane.roll_at:
+                    lane.this_second += 1
+                    lane.ok += 1
+                    lane.history.append(now)
+                else:
+                    lane.answered(now, True)
+            return
+        # --
         if not self.enabled:
             return
         now = self._clock()
         lane = self._write if write else self._read
         lane.answered(now, True)
-        if not self.gated:
-            # Open, nothing paced or paused (no pace exists while ungated): only the
-            # answer counts, for telling a later limit from strays. The common case.
-            return
         if ticket == 0 < self.generation:
             # Sent before the first limit, answered after it: part of that burst.
             for pace in (self._shared, lane.pace):
@@ -619,6 +650,12 @@ class SendBudget:
         if until > scope.paused_until:
             scope.paused_until = until
             # Waiting lets the server's bucket fill up: estimates count from here.
+            # From empty (it just refused), by the limit's rate times the pause
+            # at most: a large bucket is far from full again after a short pause.
+            if not scope.ramp and scope.w_max > 0:
+                scope.credit = scope.w_max * (until - scope.cut_at)
+            else:
+                scope.credit = math.inf
             scope.full_since = max(scope.full_since, until)
             scope.full = True
             scope.tat = max(scope.tat, until) if scope.rate is not None else until
@@ -651,7 +688,7 @@ class SendBudget:
     def _estimate(self, pace: _Pace, now: float) -> float | None:
         """The server's rate from the scope's successes since its bucket was last full."""
         # The server's bucket was full after a pause, empty right after a cut.
-        burst = (self._burst_seen(pace, now) or 0.0) if pace.full else 0.0
+        burst = min(self._burst_seen(pace, now) or 0.0, pace.credit) if pace.full else 0.0
         best: float | None = None
         for count, when in enumerate(pace.history(), 1):
             if when < pace.full_since:
@@ -662,9 +699,21 @@ class SendBudget:
                 if best is None or rate > best:
                     best = rate
         # Whatever the windows say, the server took the last second's successes.
-        floor = (pace.count_since(now - 1.0) - burst) / 1.0
+        last = pace.count_since(now - C.RATE_MEASURE_WINDOW) / C.RATE_MEASURE_WINDOW
+        floor = last - burst / C.RATE_MEASURE_WINDOW
         if best is not None and floor > best:
             best = floor
+        if (
+            (best is None or best < C.RATE_MIN)
+            and pace.storm_at is not None
+            and now - pace.storm_at >= C.RATE_MEASURE_WINDOW
+        ):
+            # A limit again, and its successes since the bucket was full were all
+            # "burst": the burst model does not fit (a window limiter admits its
+            # count anew each window; a large bucket refills by far less than its
+            # burst during a pause). What the server took in the last window of
+            # this length is its rate, whatever its shape.
+            best = last
         return best if best is not None and best >= C.RATE_MIN else None
 
     def _cut(self, pace: _Pace, now: float, resume: float) -> None:
@@ -759,13 +808,24 @@ class SendBudget:
             rate = pace.w_max * (1 + C.RATE_CUBIC_SCALE * offset * offset * offset)
             if rate > pace.w_max:
                 rate = min(rate, max(pace.w_max, C.RATE_MAX_OVER_USED * used))
-                if rate >= C.RATE_RAMP_ABOVE * pace.w_max:
-                    # Well above the last limit and not refused: it has moved (a
-                    # dip is over). Ramp to find it rather than creep along CUBIC.
+                if rate >= C.RATE_RAMP_ABOVE * pace.w_max and self._beyond_credit(pace, now):
+                    # Well above the last limit and not refused, for more than the
+                    # server's burst can explain: it has moved (a dip is over). Ramp
+                    # to find it rather than creep along CUBIC.
                     pace.ramp = True
                     pace.base = rate
                     pace.origin = now
         pace.rate = self._clamp(rate)
+
+    def _beyond_credit(self, pace: _Pace, now: float) -> bool:
+        """Whether more succeeded since the pace's origin than the last limit and a burst allow.
+
+        Paced below a limit, a token bucket saves up credit (up to its burst)
+        that lets a probe above it through for a while: not yet a sign it moved.
+        """
+        burst = self._burst_seen(pace, now) or 0.0
+        excess = pace.count_since(pace.origin) - pace.w_max * (now - pace.origin)
+        return excess > burst
 
     def _capacity(self, pace: _Pace, rate: float) -> float:
         if self._burst is not None:

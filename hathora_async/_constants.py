@@ -100,7 +100,7 @@ DEFAULT_ROOM_POLL_INTERVAL = 0.5
 # Before the server has said anything about its limit: this many requests may
 # go at once, each success lets RATE_START_GAIN more go, and after
 # RATE_OPEN_AFTER successes without a confirmed limit the budget stops counting.
-RATE_INITIAL_WINDOW = 24
+RATE_INITIAL_WINDOW = 4
 RATE_START_GAIN = 2
 RATE_OPEN_AFTER = 64
 RATE_START_RECHECK = 0.005
@@ -131,6 +131,10 @@ RATE_RAMP_DOUBLING = 0.25
 RATE_RAMP_MIN_BASE = 5.0
 # The server's rate is estimated from successes over windows at least this long.
 RATE_ESTIMATE_MIN_WINDOW = 0.25
+# The successes of the last RATE_MEASURE_WINDOW seconds are a floor for that
+# estimate, and, at a limit met again where the burst model explains nothing (a
+# window limiter, a bucket larger than its refill), the estimate itself.
+RATE_MEASURE_WINDOW = 1.0
 # Successes kept per lane (their times) for that estimate.
 RATE_HISTORY = 4096
 # Successes this close to the first refusal of a first limit count as the burst

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import sys
@@ -361,6 +362,10 @@ class _Connector(aiohttp.TCPConnector):
         return connection
 
 
+def _unbound(*args: Any, **kwargs: Any) -> NoReturn:
+    raise RuntimeError("no session bound yet")  # (never reached: request() opens first)
+
+
 # The connector's own connect, without building a ``super()`` on every request.
 _connect = aiohttp.TCPConnector.connect
 
@@ -433,6 +438,8 @@ class Transport:
             "raise_for_status": False,
             "auto_decompress": True,
         }
+        # The session's ``request`` with those options bound (see _bind).
+        self._send_request: Callable[..., Any] = _unbound
         self._closed = False
         # The loop the session serves, and the generator closing it when that loop ends.
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -551,6 +558,12 @@ class Transport:
             limits = [getattr(connector, "limit", 0), getattr(connector, "limit_per_host", 0)]
             limit = min([n for n in limits if n] or [sys.maxsize])
         self._slots = _Slots(limit)
+        # Bound once: ``**options`` at the call site would build and unpack a
+        # dictionary on every attempt, even an empty one (the usual case).
+        options = self._request_options
+        self._send_request = (
+            functools.partial(session.request, **options) if options else session.request
+        )
 
     async def close(self) -> None:
         """Close the owned session exactly once; end the calls in flight."""
@@ -663,14 +676,13 @@ class Transport:
                 if tracked is not None:
                     self._inflight[tracked] = True
                 try:
-                    response = await session.request(
+                    response = await self._send_request(
                         endpoint.method,
                         url,
                         headers=headers,
                         data=json_body,
                         timeout=timeout,
                         allow_redirects=False,
-                        **self._request_options,
                     )
                     try:
                         status = response.status

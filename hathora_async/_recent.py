@@ -34,10 +34,12 @@ class RecentCreates:
         if now >= self._expires:
             self._prune(now)
         entry = (kind, key)
-        if not at:
-            self._expires = now + C.READ_AFTER_CREATE_GRACE
-        elif at.pop(entry, None) is None and len(at) >= C.MAX_RECENT_CREATES:
-            del at[next(iter(at))]  # (``_expires`` stays a lower bound: no need to touch)
+        # One lookup when ``key`` is new (the usual case): a noted one moves last.
+        if at.pop(entry, None) is None:
+            if not at:
+                self._expires = now + C.READ_AFTER_CREATE_GRACE
+            elif len(at) >= C.MAX_RECENT_CREATES:
+                del at[next(iter(at))]  # (``_expires`` stays a lower bound: no need to touch)
         at[entry] = now
         return now
 

@@ -309,6 +309,7 @@ class HathoraClient:
             headers["Authorization"] = _SecretHeader(f"Bearer {secret.reveal()}")
         self._token = secret
         self._app_id = app_id
+        self._app_encoded: str | None = None  # see _app_segment
         self._transport = Transport(
             base_url=url,
             headers=headers,
@@ -388,6 +389,7 @@ class HathoraClient:
         sibling = object.__new__(HathoraClient)
         sibling._token = self._token
         sibling._app_id = app_id if app_id is not None else self._app_id
+        sibling._app_encoded = None
         sibling._transport = self._transport
         sibling._options = options
         sibling._recent = self._recent
@@ -543,10 +545,15 @@ class HathoraClient:
         return await run.run()
 
     def _app_segment(self, app_id: str | None) -> str:
-        chosen = app_id if app_id is not None else self._app_id
-        if chosen is None:
-            raise ValueError("no app_id: pass app_id= to the call or to HathoraClient")
-        return segment(chosen, "app_id")
+        if app_id is None:
+            # The default app's segment, checked and encoded once: nearly every call asks.
+            encoded = self._app_encoded
+            if encoded is None:
+                if self._app_id is None:
+                    raise ValueError("no app_id: pass app_id= to the call or to HathoraClient")
+                encoded = self._app_encoded = segment(self._app_id, "app_id")
+            return encoded
+        return segment(app_id, "app_id")
 
     def _call(
         self,

@@ -90,6 +90,26 @@ def test_region_cache_is_bounded() -> None:
     assert len(paths._REGIONS) <= paths._MAX_REGIONS
 
 
+@pytest.mark.parametrize("app_id", ["app-1", "a/b", "é", "..."])
+def test_the_default_app_segment_is_the_same_cached_or_not(app_id: str) -> None:
+    client = HathoraClient(TOKEN, app_id)
+    for _ in range(2):  # computed, then kept
+        assert client._app_segment(None) == quote(app_id, safe="")
+    assert client._app_segment("other/app") == "other%2Fapp"  # a call's own app wins
+    sibling = client.with_options(app_id="sibling/app")
+    assert sibling._app_segment(None) == "sibling%2Fapp"
+    assert client.with_options(timeout=3.0)._app_segment(None) == quote(app_id, safe="")
+    assert client._app_segment(None) == quote(app_id, safe="")
+
+
+def test_no_default_app_is_refused_every_time() -> None:
+    client = HathoraClient(TOKEN)
+    for _ in range(2):
+        with pytest.raises(ValueError, match="no app_id"):
+            client._app_segment(None)
+    assert client._app_segment("app-2") == "app-2"
+
+
 def test_targets_match_the_long_way_and_stay_bounded() -> None:
     base = URL("https://api.example.com/proxy/")
     transport = Transport(

@@ -14,6 +14,7 @@ from .. import _constants as C
 from ..cli._args import attach_values, count, number, port, token
 from ..cli._interrupt import catch_signals
 from ._fake import FakeHathora
+from ._ratelimit import LIMITERS
 
 PROG = "python -m hathora_async.testing"
 
@@ -103,6 +104,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=1,
         help="Retry-After seconds on a 429, or 'none' for no header (default: 1)",
     )
+    parser.add_argument(
+        "--rate-limiter",
+        choices=LIMITERS,
+        default="token-bucket",
+        help="how the rate limit counts: a token bucket of --rate-burst, or at most "
+        "rate x --rate-window requests per sliding or fixed window (default: token-bucket)",
+    )
+    parser.add_argument(
+        "--rate-window",
+        type=number(minimum=0.0, allow_minimum=False),
+        default=1.0,
+        help="seconds of a window, for the window limiters (default: 1)",
+    )
 
 
 def _fake(args: argparse.Namespace) -> FakeHathora:
@@ -123,6 +137,8 @@ def _fake(args: argparse.Namespace) -> FakeHathora:
         rate_limit=args.rate_limit,
         rate_burst=args.rate_burst,
         retry_after=args.retry_after,
+        rate_limiter=args.rate_limiter,
+        rate_window=args.rate_window,
     )
 
 

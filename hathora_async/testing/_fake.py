@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from ._faults import Fault, FaultPlan
-from ._ratelimit import GatewayLimit
+from ._ratelimit import GatewayLimit, Limiter
 from ._rooms import PUBLIC_ROUTES, RoomBook, RoomRoutes
 from ._state import REGIONS, Delay, FakeApp, FakeProcess, World, sample
 
@@ -70,9 +70,13 @@ class FakeHathora:
     from ``seed``; time from ``clock`` (default: ``time.monotonic``; a
     ``ManualClock`` makes lifecycle tests instant). ``faults`` injects failures.
     ``rate_limit`` (requests per second, None: off) makes it answer like a
-    gateway: a token bucket of ``rate_burst`` per bearer token, and 429 with a
-    ``Retry-After`` of ``retry_after`` whole seconds (None: no header) when it
-    is empty (see ``fake.gateway``).
+    gateway: per bearer token, ``rate_limiter`` ``"token-bucket"`` (the
+    default: a bucket of ``rate_burst`` refilled at ``rate_limit`` per second),
+    ``"sliding-window"`` (at most ``rate_limit x rate_window`` requests in any
+    ``rate_window`` seconds) or ``"fixed-window"`` (as many per window of
+    ``rate_window`` seconds, aligned on the clock), and 429 with a
+    ``Retry-After`` of ``retry_after`` whole seconds (None: no header) when
+    over it (see ``fake.gateway``, a ``GatewayLimit``).
     RoomsV2 is served too: rooms take free slots on running processes of their
     region, or start a new process, and die with their process.
 
@@ -121,6 +125,8 @@ class FakeHathora:
         rate_limit: float | None = None,
         rate_burst: int = 10,
         retry_after: int | None = 1,
+        rate_limiter: Limiter = "token-bucket",
+        rate_window: float = 1.0,
     ) -> None:
         if not (math.isfinite(read_after_create_lag) and read_after_create_lag >= 0):
             raise ValueError(f"read_after_create_lag must be >= 0, got {read_after_create_lag!r}")
@@ -152,7 +158,14 @@ class FakeHathora:
         # Rate limit (issue 12): a gateway in front of every route.
         self.gateway: GatewayLimit | None = None
         if rate_limit is not None:
-            self.gateway = GatewayLimit(rate_limit, rate_burst, retry_after, self.world.clock)
+            self.gateway = GatewayLimit(
+                rate_limit,
+                rate_burst,
+                retry_after,
+                self.world.clock,
+                limiter=rate_limiter,
+                window=rate_window,
+            )
         # Actions that go on after their client hung up, until they end or close().
         self._acting: set[asyncio.Task[web.StreamResponse]] = set()
         self.app = self._build_app()

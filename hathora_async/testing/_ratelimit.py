@@ -1,27 +1,43 @@
-"""The fake's gateway rate limit: a token bucket per bearer token, answering 429."""
+"""The fake's gateway rate limit: per bearer token, a token bucket or a window, answering 429."""
 
 from __future__ import annotations
 
 import json
 import math
+from collections import deque
 from collections.abc import Awaitable, Callable
+from typing import Literal, get_args
 
 from aiohttp import web
 
-__all__ = ["GatewayLimit"]
+__all__ = ["LIMITERS", "GatewayLimit", "Limiter"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+Limiter = Literal["token-bucket", "sliding-window", "fixed-window"]
+LIMITERS: tuple[str, ...] = get_args(Limiter)
 
 
 class GatewayLimit:
     """What an API gateway in front of Hathora does when an app sends too fast.
 
     Each bearer token (the whole ``Authorization`` header, so a missing or
-    wrong one is limited too, as a gateway would) has a bucket of ``burst``
-    requests that refills at ``rate`` requests per second. A request finding
-    its bucket empty is answered ``429`` with ``{"message": ...}`` and a
-    ``Retry-After`` of ``retry_after`` whole seconds (no header when None),
-    before it reaches the API. ``clock`` is the fake's clock.
+    wrong one is limited too, as a gateway would) is limited on its own, by
+    ``limiter``:
+
+    - ``"token-bucket"`` (the default): a bucket of ``burst`` requests that
+      refills at ``rate`` requests per second.
+    - ``"sliding-window"``: at most ``rate x window`` requests (rounded down,
+      at least 1) admitted within any ``window`` seconds; ``burst`` is unused.
+    - ``"fixed-window"``: at most ``rate x window`` requests admitted per
+      window of ``window`` seconds, the windows aligned on the clock's
+      multiples of ``window`` (a counter reset each window, so twice that
+      may pass around a boundary); ``burst`` is unused.
+
+    A request over the limit is answered ``429`` with ``{"message": ...}``
+    and a ``Retry-After`` of ``retry_after`` whole seconds (no header when
+    None), before it reaches the API, and does not count towards the limit.
+    ``clock`` is the fake's clock. ``rate`` may be changed while serving.
     """
 
     def __init__(
@@ -30,6 +46,8 @@ class GatewayLimit:
         burst: int,
         retry_after: int | None,
         clock: Callable[[], float],
+        limiter: Limiter = "token-bucket",
+        window: float = 1.0,
     ) -> None:
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate > 0:
             raise ValueError(f"rate_limit must be a number > 0, got {rate!r}")
@@ -41,12 +59,26 @@ class GatewayLimit:
             isinstance(retry_after, bool) or not isinstance(retry_after, int) or retry_after < 0
         ):
             raise ValueError(f"retry_after must be an int >= 0 or None, got {retry_after!r}")
+        if limiter not in LIMITERS:
+            raise ValueError(f"rate_limiter must be one of {', '.join(LIMITERS)}, got {limiter!r}")
+        if (
+            isinstance(window, bool)
+            or not isinstance(window, (int, float))
+            or not (window > 0 and math.isfinite(window))
+        ):
+            raise ValueError(f"rate_window must be a finite number > 0, got {window!r}")
         self.rate = float(rate)
         self.burst = burst
         self.retry_after = retry_after
+        self.limiter: Limiter = limiter
+        self.window = float(window)
         self._clock = clock
-        # token -> (tokens left, when last refilled)
+        # token-bucket: token -> (tokens left, when last refilled)
         self._buckets: dict[str, tuple[float, float]] = {}
+        # sliding-window: token -> admission times within the last window
+        self._admitted: dict[str, deque[float]] = {}
+        # fixed-window: token -> (window number, admitted in it)
+        self._counts: dict[str, tuple[int, int]] = {}
         self.refused = 0
         """Requests answered 429 so far."""
         self.admitted = 0
@@ -54,17 +86,43 @@ class GatewayLimit:
         body = json.dumps({"message": "Too many requests: rate limit exceeded"}).encode()
         self._body = body
 
+    @property
+    def per_window(self) -> int:
+        """Requests a window admits (the window limiters)."""
+        return max(1, math.floor(self.rate * self.window + 1e-9))
+
     def admit(self, key: str) -> bool:
-        """Take a token from ``key``'s bucket; False when it is empty."""
+        """Count a request of ``key``; False when it is over the limit (not counted then)."""
         now = self._clock()
+        if self.limiter == "token-bucket":
+            allowed = self._take_token(key, now)
+        elif self.limiter == "sliding-window":
+            times = self._admitted.setdefault(key, deque())
+            while times and times[0] <= now - self.window:
+                times.popleft()
+            allowed = len(times) < self.per_window
+            if allowed:
+                times.append(now)
+        else:
+            number = math.floor(now / self.window)
+            current, taken = self._counts.get(key, (number, 0))
+            if current != number:
+                taken = 0
+            allowed = taken < self.per_window
+            self._counts[key] = (number, taken + allowed)
+        if allowed:
+            self.admitted += 1
+        else:
+            self.refused += 1
+        return allowed
+
+    def _take_token(self, key: str, now: float) -> bool:
         tokens, then = self._buckets.get(key, (float(self.burst), now))
         tokens = min(float(self.burst), tokens + (now - then) * self.rate)
         if tokens >= 1.0 - 1e-9:  # a token due now is there, float rounding or not
             self._buckets[key] = (tokens - 1.0, now)
-            self.admitted += 1
             return True
         self._buckets[key] = (tokens, now)
-        self.refused += 1
         return False
 
     def refusal(self) -> web.Response:
