@@ -56,6 +56,7 @@ __all__ = [
     "RegionCounts",
     "Rules",
     "exit_stops",
+    "match_listing",
     "match_strays",
     "new_intent",
     "reconcile",
@@ -281,6 +282,39 @@ def match_strays(
     return pairs
 
 
+def match_listing(
+    region: Region,
+    waiting: Sequence[CreateIntent],
+    listed: Sequence[ProcessRecord],
+    *,
+    known: AbstractSet[str] | Mapping[str, object],
+    not_ours: AbstractSet[str],
+    skew: float,
+) -> tuple[list[tuple[CreateIntent, ProcessRecord]], list[str]]:
+    """Match ``region``'s unmatched intents (``waiting``, not empty) to its listing.
+
+    Candidates are listed processes of the region, starting or running, neither
+    ``known`` (the pool's) nor ``not_ours``. Returns the pairs (``match_strays``)
+    and the ids of candidates that fit an intent's window but were not taken:
+    other clients'.
+    """
+    candidates = [
+        c
+        for c in listed
+        if c.process_id not in known
+        and c.process_id not in not_ours
+        and c.status in LIVE
+        and c.region == region
+    ]
+    pairs = match_strays(waiting, candidates, skew=skew)
+    lowest = min(_threshold(i, skew) for i in waiting)
+    taken = {record.process_id for _, record in pairs}
+    foreign = [
+        c.process_id for c in candidates if c.created_at >= lowest and c.process_id not in taken
+    ]
+    return pairs, foreign
+
+
 def tally(
     records: Iterable[ProcessRecord],
     regions: Iterable[Region],
@@ -347,24 +381,14 @@ def reconcile(
         listed = listings.get(region)
         if listed is None:
             continue
-        candidates = [
-            c
-            for c in listed
-            if c.process_id not in records
-            and c.process_id not in not_ours
-            and c.status in LIVE
-            and c.region == region
-        ]
-        pairs = match_strays(waiting, candidates, skew=rules.skew)
+        pairs, others = match_listing(
+            region, waiting, listed, known=records, not_ours=not_ours, skew=rules.skew
+        )
         for intent, record in pairs:
             adoptions.append(Adoption(intent.intent_id, record))
             matched.add(intent.intent_id)
             kept[record.process_id] = record
-        lowest = min(_threshold(i, rules.skew) for i in waiting)
-        taken = {record.process_id for _, record in pairs}
-        foreign.extend(
-            c.process_id for c in candidates if c.created_at >= lowest and c.process_id not in taken
-        )
+        foreign.extend(others)
 
     expired = []
     pending: Counter[Region] = Counter()  # unmatched intents still counted as capacity

@@ -28,6 +28,7 @@ from ._reconcile import (
     RegionCounts,
     Rules,
     exit_stops,
+    match_listing,
     new_intent,
     reconcile,
     record_of,
@@ -48,7 +49,7 @@ from ._store import (
 from ._strays import send_on_server_clock, server_date
 from .errors import ClientClosedError, HathoraError, NotFoundError, RateLimitedError
 from .models import ProcessStatus, Region, coerce_region
-from .prealloc import Plan, _check_limit, check_plan
+from .prealloc import Plan, _check_limit, _Create, _Sight, check_plan
 from .waiting import _positive_number, read_shared, watch_regions
 
 if TYPE_CHECKING:
@@ -143,9 +144,24 @@ class WarmPool:
     may be missing from listings for that long. A create error that names
     its process (``error.process_id``) is adopted at once. Another client's
     process made in the same region after the create (or up to about two
-    seconds before it) looks the same and may be adopted instead; if more than
-    10 processes are made in the region after the create, its process may be
-    out of the listing's sight and is left to Hathora's idle reaper.
+    seconds before it) looks the same and may be adopted instead.
+
+    A listing shows a region's 10 newest processes only, so the pool keeps a
+    lost create's process among them until it is found: a create is sent
+    only while every create of its region whose process is not known yet (in
+    flight, or lost and looked for) has fewer than 9 of the pool's creates
+    newer than it, across passes. A lost create's region is listed at once,
+    after the region's creates in flight have answered and with its new
+    creates held; a create its region cannot take in this pass is not sent
+    (a later pass makes it). So a process a lost create made is adopted (and
+    stopped on exit) unless listings lag past the grace window or other
+    clients make 10 or more processes in its region after it. The cost: at
+    most 10 creates per region are in flight (targets up to 10 fill as
+    before); and a lost create that made nothing holds its region at 9
+    newer creates until it is given up, the client's deadline plus 15 s
+    after it was sent. A new leader counts a predecessor's lost creates
+    from the store (the processes and intents of the region that may be
+    newer).
 
     Endpoints: ``GET /processes/v2/{appId}/list/latest`` and ``GET
     /processes/v2/{appId}/info/{processId}`` to watch,
@@ -225,6 +241,13 @@ class WarmPool:
         self._sent: dict[str, float] = {}
         # Ids listings showed that fit an intent but were not taken: others'.
         self._not_ours: set[str] = set()
+        # Per region, the creates whose process is not known yet (in flight, or
+        # lost and looked for), by intent id: a create is sent only while each
+        # has fewer than STRAY_SIGHT newer ones, so a lost create's process stays
+        # among the 10 a listing shows until found (see ``prealloc._Sight``).
+        self._sights: dict[Region, _Sight] = {}
+        self._entries: dict[str, tuple[Region, _Create]] = {}
+        self._moved: asyncio.Future[None] | None = None
         # What the store looked like at the last load: its epoch and commit count
         # (to notice a data loss), the intents it held, and when (client clock)
         # this replica first saw each intent: intents' ages are measured on this
@@ -677,6 +700,8 @@ class WarmPool:
             not_ours=self._not_ours,
         )
         self._not_ours.update(actions.foreign)
+        settled = {a.intent_id for a in actions.adoptions} | set(actions.expired)
+        self._sync_sights({k: i for k, i in intents.items() if k not in settled}, records)
         ledger = _Ledger(records)
         for record in polled:
             if record != state.records[record.process_id]:
@@ -688,12 +713,7 @@ class WarmPool:
             ledger.forget(records[drop.process_id])
         for adoption in actions.adoptions:
             ledger.keep(adoption.record)
-            logger.info(
-                "warm pool: adopted process %s in %s, probably made by a create whose "
-                "answer was lost",
-                adoption.record.process_id,
-                adoption.record.region.value,
-            )
+            _log_adopted(adoption.record)
         ledger.drop_intents.update(a.intent_id for a in actions.adoptions)
         ledger.drop_intents.update(actions.expired)
         # Before any create leaves, its intent is in the store (the same commit).
@@ -867,10 +887,30 @@ class WarmPool:
         return listings
 
     async def _create(self, intent: CreateIntent, fence: int, ledger: _Ledger) -> None:
+        """Send ``intent``'s create once its region's sight admits it; look at once if lost."""
+        entry = await self._admit(intent.region)
+        if entry is None:
+            ledger.drop_intents.add(intent.intent_id)  # never sent: it made nothing
+            return
+        self._entries[intent.intent_id] = (intent.region, entry)
+        try:
+            lost = await self._send(intent, fence, ledger)
+        except BaseException:
+            entry.lost = True  # cancelled in flight: the next pass looks for its process
+            self._notify()
+            raise
+        if not lost:
+            self._settle(intent.intent_id)
+            return
+        entry.lost = True
+        await self._search(intent.region, ledger)
+
+    async def _send(self, intent: CreateIntent, fence: int, ledger: _Ledger) -> bool:
+        """The create itself; True when its outcome is unknown (it may have made a process)."""
         assert self._limit is not None
         async with self._limit:
             if self._store.fence != fence:
-                return  # no longer leads: the intent is a successor's to settle
+                return False  # no longer leads: the intent is a successor's to settle
             self._in_flight.add(intent.intent_id)
             self._sent[intent.intent_id] = self._clock()
             try:
@@ -878,6 +918,7 @@ class WarmPool:
                     intent.region, app_id=self._app_id
                 )
             except HathoraError as exc:
+                self._note(exc)
                 if exc.process_id is not None:
                     # The answer could not be read whole, yet it named the process: it exists.
                     now = self._now()
@@ -886,11 +927,11 @@ class WarmPool:
                         ProcessRecord(pid, intent.region, ProcessStatus.STARTING, 0, now, now)
                     )
                     ledger.drop_intents.add(intent.intent_id)
-                elif not exc.outcome_unknown:
+                    return False
+                if not exc.outcome_unknown:
                     ledger.drop_intents.add(intent.intent_id)  # known to have made nothing
-                # Else the intent stays: later passes look for what it made.
-                self._note(exc)
-                return
+                    return False
+                return True  # the intent stays: looked for now, and by later passes
             finally:
                 self._in_flight.discard(intent.intent_id)
         self._observe(response.headers)
@@ -898,6 +939,111 @@ class WarmPool:
         self._sent.pop(intent.intent_id, None)
         ledger.keep(record)
         ledger.drop_intents.add(intent.intent_id)
+        return False
+
+    # -- keeping lost creates in sight -------------------------------------
+
+    def _notify(self) -> None:
+        """Wake the creates and searches waiting for a region's creates to change."""
+        if self._moved is not None:
+            self._moved.set_result(None)
+            self._moved = None
+
+    async def _change(self) -> None:
+        if self._moved is None:
+            self._moved = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._moved)
+
+    async def _admit(self, region: Region) -> _Create | None:
+        """Enter a create in ``region``'s sight, waiting while creates in flight or a
+        search hold it; None when a lost create already has ``STRAY_SIGHT`` newer
+        ones (its region creates no more until a later pass finds or gives it up)."""
+        sight = self._sights.setdefault(region, _Sight())
+        while not sight.admits():
+            if not sight.held and any(c.lost and c.newer >= C.STRAY_SIGHT for c in sight.open):
+                return None
+            await self._change()
+        return sight.enter(self._clock())
+
+    def _settle(self, intent_id: str) -> None:
+        """The create's process is known, or none was made: it leaves its region's sight."""
+        item = self._entries.pop(intent_id, None)
+        if item is not None:
+            region, entry = item
+            self._sights[region].open.remove(entry)
+            self._notify()
+
+    def _sync_sights(
+        self, intents: Mapping[str, CreateIntent], records: Mapping[str, ProcessRecord]
+    ) -> None:
+        """Line the sights up with the store's open ``intents`` at a pass's start.
+
+        An entry whose intent is settled leaves; one not in flight is lost. An
+        intent this replica did not send (a predecessor's, or put back after a
+        data loss) enters as lost, as many newer creates counted as the pool
+        has processes and intents in its region that may be newer than it.
+        """
+        for intent_id in [i for i in self._entries if i not in intents]:
+            self._settle(intent_id)
+        for intent_id, (_, entry) in self._entries.items():
+            if intent_id not in self._in_flight:
+                entry.lost = True
+        for intent_id, intent in intents.items():
+            if intent_id in self._entries or intent_id in self._in_flight:
+                continue
+            region = intent.region
+            bound = -math.inf if intent.server_sent is None else intent.server_sent
+            bound -= self._rules.skew
+            newer = sum(r.region == region and r.created_at >= bound for r in records.values())
+            newer += sum(
+                i.region == region and i.sent_at > intent.sent_at for i in intents.values()
+            )
+            entry = _Create(self._clock(), newer, lost=True)
+            self._sights.setdefault(region, _Sight()).open.append(entry)
+            self._entries[intent_id] = (region, entry)
+
+    async def _search(self, region: Region, ledger: _Ledger) -> None:
+        """Look for the processes of ``region``'s lost creates now, and adopt them.
+
+        The region's new creates are held and those in flight answered first,
+        so every process the pool made there is known and none is taken for a
+        stray. One look: a process reads do not show yet is left to later
+        passes (the sight keeps the region's creates from pushing it out).
+        A search already running covers the creates lost meanwhile.
+        """
+        sight = self._sights[region]
+        if sight.searching:
+            return
+        sight.searching = sight.held = True
+        try:
+            while sight.in_flight():
+                await self._change()
+            waiting = {
+                intent_id: self._known_intents[intent_id]
+                for intent_id, (where, entry) in self._entries.items()
+                if where == region and entry.lost and intent_id in self._known_intents
+            }
+            listed = (await self._list(waiting)).get(region) if waiting else None
+            if listed is None:
+                return
+            pairs, foreign = match_listing(
+                region,
+                list(waiting.values()),
+                listed,
+                known=ledger.records,
+                not_ours=self._not_ours,
+                skew=self._rules.skew,
+            )
+            self._not_ours.update(foreign)
+            for intent, record in pairs:
+                ledger.keep(record)
+                ledger.drop_intents.add(intent.intent_id)
+                self._sent.pop(intent.intent_id, None)
+                self._settle(intent.intent_id)
+                _log_adopted(record)
+        finally:
+            sight.searching = sight.held = False
+            self._notify()
 
     async def _trim_one(self, record: ProcessRecord, fence: int, ledger: _Ledger) -> None:
         """Stop a surplus idle process, if it still is one.
@@ -1126,6 +1272,14 @@ def _check_max(max_per_region: int | Plan | None, targets: dict[Region, int]) ->
                 f"({targets[region]})"
             )
     return limits
+
+
+def _log_adopted(record: ProcessRecord) -> None:
+    logger.info(
+        "warm pool: adopted process %s in %s, probably made by a create whose answer was lost",
+        record.process_id,
+        record.region.value,
+    )
 
 
 def _plan(plan: Mapping[Region, int]) -> str:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import aiohttp
@@ -22,6 +22,7 @@ from hathora_async import (
     RetryPolicy,
     WarmPool,
 )
+from hathora_async import _constants as C
 from hathora_async.testing import FakeHathora, Fault, ManualClock
 
 FAST = RetryPolicy(initial_delay=0.001, max_delay=0.01)
@@ -34,13 +35,20 @@ async def setup(
     clock: ManualClock | None = None,
     retry: RetryPolicy = FAST,
     rate_limit: RateLimit | None = RateLimit(),  # noqa: B008 (frozen)
+    client_options: dict[str, Any] | None = None,
     **fake_options: Any,
 ) -> AsyncIterator[tuple[FakeHathora, HathoraClient]]:
-    # The manual clock drives the fake's lifecycle only; the client and pool run in real time.
+    # The manual clock drives the fake's lifecycle only; the client and pool run in real
+    # time (unless ``client_options`` gives the client a clock of its own).
     async with (
         FakeHathora(clock=clock or ManualClock(), seed=9, **fake_options) as fake,
         HathoraClient(
-            fake.token, fake.app_id, base_url=fake.url, retry=retry, rate_limit=rate_limit
+            fake.token,
+            fake.app_id,
+            base_url=fake.url,
+            retry=retry,
+            rate_limit=rate_limit,
+            **(client_options or {}),
         ) as client,
     ):
         yield fake, client
@@ -461,3 +469,104 @@ async def test_a_pass_fenced_out_after_an_error_ends_quietly() -> None:
         await pool.refresh()
         assert pool.errors > errors
         assert fake.processes_created == 2  # fenced out: nothing more was sent
+
+
+# -- lost creates stay in sight (issue 12) ------------------------------------
+
+
+@contextmanager
+def _past_the_grace_on_exit(client_clock: ManualClock, client: HathoraClient) -> Iterator[None]:
+    """Whatever happens, the exit finds every lost create's grace over (it looks till then)."""
+    try:
+        yield
+    finally:
+        client_clock.advance(C.READ_AFTER_CREATE_GRACE + client.timeouts.total + 1)
+
+
+def _accounted(pool: WarmPool, fake: FakeHathora) -> None:
+    """Every process the fake made is the pool's, or stopped: none billed unknown."""
+    made = statuses(fake)
+    tracked = set(pool.process_ids())
+    unknown = {pid: s for pid, s in made.items() if pid not in tracked and s != "stopped"}
+    assert unknown == {}
+
+
+@pytest.mark.parametrize("fault", [Fault(status=502, acted=True), Fault(drop="after")])
+async def test_a_lost_create_stays_in_sight_however_many_creates_follow(fault: Fault) -> None:
+    # 25 creates in one pass: the lost one's process is the oldest, and a listing
+    # shows only the 10 newest. It must be found, not replaced by a 26th.
+    client_clock = ManualClock(1000.0)
+    async with setup(retry=RetryPolicy.none(), client_options={"clock": client_clock}) as (
+        fake,
+        client,
+    ):
+        fake.faults.add("create_process", fault)
+        async with WarmPool(
+            client, {Region.SEATTLE: 25}, poll_interval=QUIET, concurrency=30
+        ) as pool:
+            with _past_the_grace_on_exit(client_clock, client):
+                await until(lambda: pool.errors == 1)
+                for _ in range(2):
+                    await pool.refresh()
+                assert pool.ready
+                _accounted(pool, fake)
+                assert len(pool.process_ids()) == 25
+                assert fake.processes_created == 25  # nothing sent twice
+                # Past every grace window: still nothing unknown, nothing more made.
+                client_clock.advance(C.READ_AFTER_CREATE_GRACE + client.timeouts.total + 1)
+                await pool.refresh()
+                _accounted(pool, fake)
+                assert fake.processes_created == 25
+        assert set(statuses(fake).values()) == {"stopped"}
+
+
+async def test_many_lost_creates_in_many_regions_all_stay_in_sight() -> None:
+    client_clock = ManualClock(1000.0)
+    async with setup(retry=RetryPolicy.none(), client_options={"clock": client_clock}) as (
+        fake,
+        client,
+    ):
+        lost = [Fault(status=502, acted=True), Fault(drop="after")]
+        fake.faults.add_random("create_process", 0.2, lost, seed=5)
+        targets = {Region.SEATTLE: 25, Region.LONDON: 14, Region.TOKYO: 3}
+        async with WarmPool(client, targets, poll_interval=QUIET, concurrency=40) as pool:
+            with _past_the_grace_on_exit(client_clock, client):
+                await until(lambda: pool.errors > 0)
+                for _ in range(4):
+                    await pool.refresh()
+                assert pool.errors >= 5  # the faults did fire, several per region
+                assert pool.ready
+                _accounted(pool, fake)
+                assert fake.processes_created == sum(targets.values())
+        assert set(statuses(fake).values()) == {"stopped"}
+
+
+async def test_a_lost_create_hidden_by_read_lag_holds_its_regions_creates_until_found() -> None:
+    # The search right after the loss cannot see its process yet: the region's
+    # creates stop once 9 more are made, and go on once a later pass adopts it.
+    clock = ManualClock()
+    client_clock = ManualClock(1000.0)
+    async with setup(
+        clock,
+        retry=RetryPolicy.none(),
+        client_options={"clock": client_clock},
+        read_after_create_lag=1.0,
+    ) as (fake, client):
+        fake.faults.add("create_process", Fault(status=502, acted=True))
+        async with WarmPool(
+            client, {Region.SEATTLE: 25}, poll_interval=QUIET, concurrency=30
+        ) as pool:
+            with _past_the_grace_on_exit(client_clock, client):
+                await until(lambda: pool.errors == 1)
+                await pool.refresh()
+                assert not pool.ready
+                assert fake.processes_created == 10  # the lost one and at most 9 newer
+                # Past the lag (the client's clock moves with the server's): listings show it.
+                clock.advance(2.0)
+                client_clock.advance(2.0)
+                for _ in range(2):
+                    await pool.refresh()
+                assert pool.ready
+                _accounted(pool, fake)
+                assert fake.processes_created == 25
+        assert set(statuses(fake).values()) == {"stopped"}
