@@ -16,7 +16,7 @@ is asked again once per status a stray can show (starting, running, failed),
 each reaching back 10 processes of its own: a stray is in sight unless 10 or
 more processes of its region *and status* are newer than it
 (``StrayLook.truncated`` says when that may have happened). ``preallocate``
-keeps its own creates below that bound (see ``prealloc``). Another client's
+keeps its own creates below that bound (``Sight``, shared with ``WarmPool``). Another client's
 process created in the same region within the window looks the same as a stray.
 """
 
@@ -151,3 +151,51 @@ async def list_strays(
             seen.update((p.process_id, p) for p in part)
         found = strays()
     return StrayLook(found, truncated, frozenset(seen))
+
+
+@attrs.define(eq=False)
+class UnknownCreate:
+    """A create whose process, if any, is not known yet (see ``Sight``).
+
+    The run is a ``preallocate`` call or a warm pool. ``newer``: the run's
+    creates in its region that may have made a process newer than its own
+    (in flight with it, or sent after it).
+    ``sent``: when its call began (client clock). ``lost``: it ended with an
+    unknown outcome and its region's search looks for its process.
+    """
+
+    sent: float
+    newer: int
+    lost: bool = False
+
+
+@attrs.define(eq=False)
+class Sight:
+    """One region's creates that may have made a process not known yet.
+
+    A create is admitted only while every such create has fewer than
+    ``STRAY_SIGHT`` newer ones, and never while ``held`` (the search waits to
+    list the region). So a lost create's process, until its search finds it,
+    has at most ``STRAY_SIGHT`` processes of this run newer than it in its
+    region: within the 10 a listing shows.
+    """
+
+    open: list[UnknownCreate] = attrs.Factory(list)
+    held: bool = False
+    searching: bool = False
+
+    def admits(self) -> bool:
+        return not self.held and all(c.newer < C.STRAY_SIGHT for c in self.open)
+
+    def enter(self, now: float) -> UnknownCreate:
+        for other in self.open:
+            other.newer += 1
+        create = UnknownCreate(now, len(self.open))
+        self.open.append(create)
+        return create
+
+    def lost(self) -> list[UnknownCreate]:
+        return [c for c in self.open if c.lost]
+
+    def in_flight(self) -> bool:
+        return any(not c.lost for c in self.open)

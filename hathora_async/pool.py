@@ -46,10 +46,10 @@ from ._store import (
     Targets,
     keep_lease,
 )
-from ._strays import send_on_server_clock, server_date
+from ._strays import Sight, UnknownCreate, send_on_server_clock, server_date
 from .errors import ClientClosedError, HathoraError, NotFoundError, RateLimitedError
 from .models import ProcessStatus, Region, coerce_region
-from .prealloc import Plan, _check_limit, _Create, _Sight, check_plan
+from .prealloc import Plan, _check_limit, check_plan
 from .waiting import _positive_number, read_shared, watch_regions
 
 if TYPE_CHECKING:
@@ -244,9 +244,9 @@ class WarmPool:
         # Per region, the creates whose process is not known yet (in flight, or
         # lost and looked for), by intent id: a create is sent only while each
         # has fewer than STRAY_SIGHT newer ones, so a lost create's process stays
-        # among the 10 a listing shows until found (see ``prealloc._Sight``).
-        self._sights: dict[Region, _Sight] = {}
-        self._entries: dict[str, tuple[Region, _Create]] = {}
+        # among the 10 a listing shows until found (see ``_strays.Sight``).
+        self._sights: dict[Region, Sight] = {}
+        self._entries: dict[str, tuple[Region, UnknownCreate]] = {}
         self._moved: asyncio.Future[None] | None = None
         # What the store looked like at the last load: its epoch and commit count
         # (to notice a data loss), the intents it held, and when (client clock)
@@ -954,11 +954,11 @@ class WarmPool:
             self._moved = asyncio.get_running_loop().create_future()
         await asyncio.shield(self._moved)
 
-    async def _admit(self, region: Region) -> _Create | None:
+    async def _admit(self, region: Region) -> UnknownCreate | None:
         """Enter a create in ``region``'s sight, waiting while creates in flight or a
         search hold it; None when a lost create already has ``STRAY_SIGHT`` newer
         ones (its region creates no more until a later pass finds or gives it up)."""
-        sight = self._sights.setdefault(region, _Sight())
+        sight = self._sights.setdefault(region, Sight())
         while not sight.admits():
             if not sight.held and any(c.lost and c.newer >= C.STRAY_SIGHT for c in sight.open):
                 return None
@@ -998,8 +998,8 @@ class WarmPool:
             newer += sum(
                 i.region == region and i.sent_at > intent.sent_at for i in intents.values()
             )
-            entry = _Create(self._clock(), newer, lost=True)
-            self._sights.setdefault(region, _Sight()).open.append(entry)
+            entry = UnknownCreate(self._clock(), newer, lost=True)
+            self._sights.setdefault(region, Sight()).open.append(entry)
             self._entries[intent_id] = (region, entry)
 
     async def _search(self, region: Region, ledger: _Ledger) -> None:

@@ -6,7 +6,7 @@ than ``concurrency``), so the concurrency limit is also the number of requests
 in flight; waits are cheap sleeping tasks that take a slot only to poll.
 
 With ``reconcile``, a create whose outcome is unknown starts a search of its
-region at once (``_Preallocation.search``), and ``_Sight`` admits the region's
+region at once (``_Preallocation.search``), and ``Sight`` admits the region's
 creates so that its process stays within the 10 a listing shows until found.
 """
 
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import attrs
 
 from . import _constants as C
-from ._strays import list_strays
+from ._strays import Sight, UnknownCreate, list_strays
 from .errors import ClientClosedError, HathoraError, ProcessFailedError, ProcessWaitTimeoutError
 from .models import ProcessV2, Region, coerce_region
 from .waiting import Watch, bounded_fetch, check_wait_options, poll_until_running
@@ -245,53 +245,6 @@ def _withdrawn() -> HathoraError:
     return HathoraError("create_process was not retried: the call was cancelled; nothing was made")
 
 
-@attrs.define(eq=False)
-class _Create:
-    """A create of the run whose process, if any, is not known yet (see ``_Sight``).
-
-    ``newer``: the creates of the run in its region that may have made a
-    process newer than its own (in flight with it, or sent after it).
-    ``sent``: when its call began (client clock). ``lost``: it ended with an
-    unknown outcome and its region's search looks for its process.
-    """
-
-    sent: float
-    newer: int
-    lost: bool = False
-
-
-@attrs.define(eq=False)
-class _Sight:
-    """One region's creates that may have made a process not known yet.
-
-    A create is admitted only while every such create has fewer than
-    ``STRAY_SIGHT`` newer ones, and never while ``held`` (the search waits to
-    list the region). So a lost create's process, until its search finds it,
-    has at most ``STRAY_SIGHT`` processes of this run newer than it in its
-    region: within the 10 a listing shows.
-    """
-
-    open: list[_Create] = attrs.Factory(list)
-    held: bool = False
-    searching: bool = False
-
-    def admits(self) -> bool:
-        return not self.held and all(c.newer < C.STRAY_SIGHT for c in self.open)
-
-    def enter(self, now: float) -> _Create:
-        for other in self.open:
-            other.newer += 1
-        create = _Create(now, len(self.open))
-        self.open.append(create)
-        return create
-
-    def lost(self) -> list[_Create]:
-        return [c for c in self.open if c.lost]
-
-    def in_flight(self) -> bool:
-        return any(not c.lost for c in self.open)
-
-
 class _Preallocation:
     """One ``preallocate`` call: ``await _Preallocation(client, plan, ...).run()``.
 
@@ -365,7 +318,7 @@ class _Preallocation:
         self.withdrawn: set[asyncio.Task[Any]] = set()
         self.region_of: dict[str, Region] = {}
         # Finding what creates with an unknown outcome made (reconcile only).
-        self.sight = {region: _Sight() for region in plan}
+        self.sight = {region: Sight() for region in plan}
         self.known: set[str] = set()  # every process id the result accounts for
         self.changed: asyncio.Future[None] | None = None
         self.stopping = False
@@ -449,7 +402,7 @@ class _Preallocation:
             self.changed = asyncio.get_running_loop().create_future()
         await asyncio.shield(self.changed)
 
-    def next_job(self) -> tuple[Region, _Create | None] | None:
+    def next_job(self) -> tuple[Region, UnknownCreate | None] | None:
         """The first job whose region admits a create now (entered), or None."""
         jobs = self.jobs
         if not self.reconcile:
@@ -479,7 +432,7 @@ class _Preallocation:
                 continue
             await self.create_one(*job)
 
-    def settle(self, region: Region, create: _Create | None, lost: bool) -> None:
+    def settle(self, region: Region, create: UnknownCreate | None, lost: bool) -> None:
         """The create's process is known (or none was made); ``lost``: a search will tell."""
         if create is None:
             return
@@ -493,14 +446,14 @@ class _Preallocation:
             sight.open.remove(create)
         self.notify()
 
-    async def create_one(self, region: Region, entry: _Create | None = None) -> None:
+    async def create_one(self, region: Region, entry: UnknownCreate | None = None) -> None:
         lost = False
         try:
             lost = await self._create_one(region, entry)
         finally:
             self.settle(region, entry, lost)
 
-    async def _create_one(self, region: Region, entry: _Create | None) -> bool:
+    async def _create_one(self, region: Region, entry: UnknownCreate | None) -> bool:
         """One create; True when its outcome is unknown (a process may exist)."""
         task = asyncio.current_task()
         async with self.limits[region]:
@@ -623,7 +576,7 @@ class _Preallocation:
         A create makes one process at most. Each look first holds the
         region's new creates and waits for those in flight to end, so every
         process the run made there is known and none is taken for a stray;
-        between looks creates go on (``_Sight`` keeps them few). A new process
+        between looks creates go on (``Sight`` keeps them few). A new process
         may be missing from listings for ``READ_AFTER_CREATE_GRACE`` seconds
         after its create, so the region is listed again (every
         ``poll_interval``) until then. Creates lost meanwhile join the search.
