@@ -199,3 +199,23 @@ class Sight:
 
     def in_flight(self) -> bool:
         return any(not c.lost for c in self.open)
+
+
+class Changes:
+    """Wakes everyone waiting (``wait()``) at the next ``notify()``: the
+    creates and searches of a run waiting for its regions' creates to change.
+    """
+
+    def __init__(self) -> None:
+        self._next: asyncio.Future[None] | None = None
+
+    def notify(self) -> None:
+        if self._next is not None:
+            self._next.set_result(None)
+            self._next = None
+
+    async def wait(self) -> None:
+        if self._next is None:
+            self._next = asyncio.get_running_loop().create_future()
+        # Shielded: a waiter cancelled must not cancel the future the others await.
+        await asyncio.shield(self._next)

@@ -46,7 +46,7 @@ from ._store import (
     Targets,
     keep_lease,
 )
-from ._strays import Sight, UnknownCreate, send_on_server_clock, server_date
+from ._strays import Changes, Sight, UnknownCreate, send_on_server_clock, server_date
 from .errors import ClientClosedError, HathoraError, NotFoundError, RateLimitedError
 from .models import ProcessStatus, Region, coerce_region
 from .prealloc import Plan, _check_limit, check_plan
@@ -247,7 +247,7 @@ class WarmPool:
         # among the 10 a listing shows until found (see ``_strays.Sight``).
         self._sights: dict[Region, Sight] = {}
         self._entries: dict[str, tuple[Region, UnknownCreate]] = {}
-        self._moved: asyncio.Future[None] | None = None
+        self._changes = Changes()
         # What the store looked like at the last load: its epoch and commit count
         # (to notice a data loss), the intents it held, and when (client clock)
         # this replica first saw each intent: intents' ages are measured on this
@@ -897,7 +897,7 @@ class WarmPool:
             lost = await self._send(intent, fence, ledger)
         except BaseException:
             entry.lost = True  # cancelled in flight: the next pass looks for its process
-            self._notify()
+            self._changes.notify()
             raise
         if not lost:
             self._settle(intent.intent_id)
@@ -943,17 +943,6 @@ class WarmPool:
 
     # -- keeping lost creates in sight -------------------------------------
 
-    def _notify(self) -> None:
-        """Wake the creates and searches waiting for a region's creates to change."""
-        if self._moved is not None:
-            self._moved.set_result(None)
-            self._moved = None
-
-    async def _change(self) -> None:
-        if self._moved is None:
-            self._moved = asyncio.get_running_loop().create_future()
-        await asyncio.shield(self._moved)
-
     async def _admit(self, region: Region) -> UnknownCreate | None:
         """Enter a create in ``region``'s sight, waiting while creates in flight or a
         search hold it; None when a lost create already has ``STRAY_SIGHT`` newer
@@ -962,7 +951,7 @@ class WarmPool:
         while not sight.admits():
             if not sight.held and any(c.lost and c.newer >= C.STRAY_SIGHT for c in sight.open):
                 return None
-            await self._change()
+            await self._changes.wait()
         return sight.enter(self._clock())
 
     def _settle(self, intent_id: str) -> None:
@@ -971,7 +960,7 @@ class WarmPool:
         if item is not None:
             region, entry = item
             self._sights[region].open.remove(entry)
-            self._notify()
+            self._changes.notify()
 
     def _sync_sights(
         self, intents: Mapping[str, CreateIntent], records: Mapping[str, ProcessRecord]
@@ -1017,7 +1006,7 @@ class WarmPool:
         sight.searching = sight.held = True
         try:
             while sight.in_flight():
-                await self._change()
+                await self._changes.wait()
             waiting = {
                 intent_id: self._known_intents[intent_id]
                 for intent_id, (where, entry) in self._entries.items()
@@ -1043,7 +1032,7 @@ class WarmPool:
                 _log_adopted(record)
         finally:
             sight.searching = sight.held = False
-            self._notify()
+            self._changes.notify()
 
     async def _trim_one(self, record: ProcessRecord, fence: int, ledger: _Ledger) -> None:
         """Stop a surplus idle process, if it still is one.

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import attrs
 
 from . import _constants as C
-from ._strays import Sight, UnknownCreate, list_strays
+from ._strays import Changes, Sight, UnknownCreate, list_strays
 from .errors import ClientClosedError, HathoraError, ProcessFailedError, ProcessWaitTimeoutError
 from .models import ProcessV2, Region, coerce_region
 from .waiting import Watch, bounded_fetch, check_wait_options, poll_until_running
@@ -320,7 +320,7 @@ class _Preallocation:
         # Finding what creates with an unknown outcome made (reconcile only).
         self.sight = {region: Sight() for region in plan}
         self.known: set[str] = set()  # every process id the result accounts for
-        self.changed: asyncio.Future[None] | None = None
+        self.changes = Changes()
         self.stopping = False
 
     # -- bookkeeping -------------------------------------------------------
@@ -391,17 +391,6 @@ class _Preallocation:
                 unknown,
             )
 
-    def notify(self) -> None:
-        """Wake the workers and searches waiting for a region's creates to change."""
-        if self.changed is not None:
-            self.changed.set_result(None)
-            self.changed = None
-
-    async def change(self) -> None:
-        if self.changed is None:
-            self.changed = asyncio.get_running_loop().create_future()
-        await asyncio.shield(self.changed)
-
     def next_job(self) -> tuple[Region, UnknownCreate | None] | None:
         """The first job whose region admits a create now (entered), or None."""
         jobs = self.jobs
@@ -428,7 +417,7 @@ class _Preallocation:
         while self.jobs and not self.stopping:
             job = self.next_job()
             if job is None:
-                await self.change()  # every region left waits on its creates or search
+                await self.changes.wait()  # every region left waits on its creates or search
                 continue
             await self.create_one(*job)
 
@@ -444,7 +433,7 @@ class _Preallocation:
                 self.tasks.spawn(self.search(region))
         else:
             sight.open.remove(create)
-        self.notify()
+        self.changes.notify()
 
     async def create_one(self, region: Region, entry: UnknownCreate | None = None) -> None:
         lost = False
@@ -589,7 +578,7 @@ class _Preallocation:
             while sight.lost():
                 sight.held = True
                 while sight.in_flight():
-                    await self.change()
+                    await self.changes.wait()
                 lost = sorted(sight.lost(), key=lambda c: c.sent)
                 try:
                     async with self.limits[region]:
@@ -614,7 +603,7 @@ class _Preallocation:
                         self.result.strays.append(process)
                         self.emit(PreallocationEvent("stray", region, process.process_id, process))
                 sight.held = False
-                self.notify()
+                self.changes.notify()
                 left = sight.lost()
                 if not left:
                     break
@@ -629,7 +618,7 @@ class _Preallocation:
             wanted = len(sight.lost())
             sight.open = [c for c in sight.open if not c.lost]  # given up
             sight.held = sight.searching = False
-            self.notify()
+            self.changes.notify()
         if error is not None:
             logger.warning("cannot look for stray processes in %s: %s", region.value, error)
         elif truncated and wanted:

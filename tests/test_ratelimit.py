@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 import aiohttp.web
 import pytest
+from _sleeps import Recorder
 
 from hathora_async import (
     ClientClosedError,
@@ -30,17 +31,6 @@ from hathora_async.testing import FakeHathora, Fault, ManualClock
 from hathora_async.testing.__main__ import _parse
 
 FAST = RetryPolicy(initial_delay=0.001, max_delay=0.01)
-
-
-class Recorder:
-    """An instant sleep that records what it was asked (the clock does not move)."""
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.delays.append(seconds)
-        await asyncio.sleep(0)
 
 
 class Clock(ManualClock):

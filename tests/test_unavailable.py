@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from email.utils import formatdate
 
 import pytest
+from _sleeps import Recorder
 
 from hathora_async import HathoraClient, Region, RetryPolicy, ServerError
 from hathora_async.testing import FakeHathora, Fault, ManualClock
@@ -14,15 +16,24 @@ from hathora_async.testing import FakeHathora, Fault, ManualClock
 FAST = RetryPolicy(initial_delay=0.001, max_delay=0.01)
 
 
-class Recorder:
-    """An instant sleep that records what it was asked (the clock does not move)."""
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.delays.append(seconds)
-        await asyncio.sleep(0)
+@asynccontextmanager
+async def recorded(
+    policy: RetryPolicy,
+) -> AsyncIterator[tuple[FakeHathora, HathoraClient, Recorder]]:
+    """A fake and a client on a manual clock at 100.0 whose sleeps are recorded."""
+    sleep = Recorder()
+    async with (
+        FakeHathora() as fake,
+        HathoraClient(
+            fake.token,
+            fake.app_id,
+            base_url=fake.url,
+            clock=ManualClock(100.0),
+            sleep=sleep,
+            retry=policy,
+        ) as client,
+    ):
+        yield fake, client, sleep
 
 
 def in_three_seconds(form: str) -> str:
@@ -34,14 +45,7 @@ def in_three_seconds(form: str) -> str:
 @pytest.mark.parametrize("form", ["seconds", "http-date"])
 @pytest.mark.parametrize("route", ["get_latest_processes", "create_process"])
 async def test_a_503s_retry_after_pauses_every_call(route: str, form: str) -> None:
-    clock = ManualClock(100.0)
-    sleep = Recorder()
-    async with (
-        FakeHathora() as fake,
-        HathoraClient(
-            fake.token, fake.app_id, base_url=fake.url, clock=clock, sleep=sleep, retry=FAST
-        ) as client,
-    ):
+    async with recorded(FAST) as (fake, client, sleep):
         target = await client.processes.create_process(Region.TOKYO)
         fake.faults.add(route, Fault(status=503, retry_after=in_three_seconds(form)))
         if route == "create_process":
@@ -70,15 +74,8 @@ async def test_a_503s_retry_after_pauses_every_call(route: str, form: str) -> No
 async def test_a_503_without_a_usable_retry_after_pauses_nobody(header: str | None) -> None:
     # No Retry-After: the call's own backoff, as before. Above the cap
     # (max_retry_after): that call ends at once, the others are not held.
-    clock = ManualClock(100.0)
-    sleep = Recorder()
     policy = RetryPolicy(initial_delay=0.001, max_delay=0.01, max_retry_after=5.0)
-    async with (
-        FakeHathora() as fake,
-        HathoraClient(
-            fake.token, fake.app_id, base_url=fake.url, clock=clock, sleep=sleep, retry=policy
-        ) as client,
-    ):
+    async with recorded(policy) as (fake, client, sleep):
         target = await client.processes.create_process(Region.TOKYO)
         fake.faults.add("get_latest_processes", Fault(status=503, retry_after=header))
         if header is None:
