@@ -780,9 +780,11 @@ class SendBudget:
         pace.k = (max(0.0, 1.0 - rate / peak) / C.RATE_CUBIC_SCALE) ** (1 / 3)
 
     def _clamp(self, rate: float) -> float:
+        # The floor is for the budget's own estimates; a user's ceiling wins over it.
+        rate = max(C.RATE_MIN, rate)
         if self._ceiling is not None:
             rate = min(rate, self._ceiling)
-        return float(max(C.RATE_MIN, rate))
+        return float(rate)
 
     def _grow(self, pace: _Pace, now: float) -> None:
         elapsed = now - pace.origin

@@ -195,25 +195,29 @@ def test_rate_limit_must_be_a_rate_limit() -> None:
 # -- one budget, shared -----------------------------------------------------------
 
 
-async def test_a_ceiling_is_shared_by_concurrent_calls_and_siblings() -> None:
-    # The clock moves only when the budget sleeps; each request's start is
-    # stamped with it, client-side (on a manual clock a request may reach the
-    # server a few sleeps after it left).
-    clock = Clock()
-    sent: list[float] = []
+def stamped(clock: ManualClock, sent: list[float]) -> aiohttp.TraceConfig:
+    """Stamps each request's start with the clock, client-side (on a manual clock
+    a request may reach the server a few sleeps after it left)."""
     trace = aiohttp.TraceConfig()
 
     async def on_start(*_: Any) -> None:
         sent.append(clock())
 
     trace.on_request_start.append(on_start)
+    return trace
+
+
+async def test_a_ceiling_is_shared_by_concurrent_calls_and_siblings() -> None:
+    # The clock moves only when the budget sleeps.
+    clock = Clock()
+    sent: list[float] = []
     async with (
         FakeHathora(clock=clock) as fake,
         client_for(
             fake,
             clock=clock,
             sleep=clock.sleep,
-            trace_configs=[trace],
+            trace_configs=[stamped(clock, sent)],
             rate_limit=RateLimit(max_per_second=10.0, burst=1, adaptive=False),
         ) as client,
     ):
@@ -228,6 +232,34 @@ async def test_a_ceiling_is_shared_by_concurrent_calls_and_siblings() -> None:
     gaps = [b - a for a, b in itertools.pairwise(sent)]
     assert min(gaps) == pytest.approx(0.1)  # never two within 1 / max_per_second
     assert sent[-1] == pytest.approx(1.1)
+
+
+@pytest.mark.parametrize("ceiling", [0.2, 0.05])
+@pytest.mark.parametrize("adaptive", [False, True])
+@pytest.mark.parametrize("burst", [1, None])
+async def test_a_ceiling_below_the_budgets_floor_is_honoured(
+    ceiling: float, adaptive: bool, burst: int | None
+) -> None:
+    # RATE_MIN bounds the budget's own estimates, never the user's ceiling.
+    assert ceiling < C.RATE_MIN
+    clock = Clock()
+    sent: list[float] = []
+    async with (
+        FakeHathora(clock=clock) as fake,
+        client_for(
+            fake,
+            clock=clock,
+            sleep=clock.sleep,
+            timeout=3600.0,
+            trace_configs=[stamped(clock, sent)],
+            rate_limit=RateLimit(max_per_second=ceiling, burst=burst, adaptive=adaptive),
+        ) as client,
+    ):
+        assert client.rate_limit_state.rate == ceiling
+        await asyncio.gather(*(client.processes.create_process(Region.LONDON) for _ in range(4)))
+        assert client.rate_limit_state.rate == ceiling
+    gaps = [b - a for a, b in itertools.pairwise(sent)]
+    assert gaps == pytest.approx([1 / ceiling] * 3)
 
 
 async def test_without_a_ceiling_no_429_means_no_waiting() -> None:
