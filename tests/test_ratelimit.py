@@ -180,10 +180,38 @@ def test_the_fake_refuses_bad_rate_limits(options: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize(
-    "settings", [{"max_per_second": 0}, {"max_per_second": float("inf")}, {"burst": 0}]
+    "settings",
+    [
+        {"max_per_second": 0},
+        {"max_per_second": -1.0},
+        {"max_per_second": float("nan")},
+        {"max_per_second": float("inf")},
+        {"burst": 0},
+        {"burst": -3},
+    ],
 )
 def test_bad_rate_limits_are_refused(settings: dict[str, Any]) -> None:
-    with pytest.raises(ValueError):
+    (name,) = settings
+    with pytest.raises(ValueError, match=name):
+        RateLimit(**settings)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"adaptive": "no"},
+        {"adaptive": 0},
+        {"adaptive": None},
+        {"max_per_second": "5"},
+        {"max_per_second": True},
+        {"burst": 2.5},
+        {"burst": "2"},
+        {"burst": False},
+    ],
+)
+def test_rate_limits_of_the_wrong_type_are_refused(settings: dict[str, Any]) -> None:
+    (name,) = settings
+    with pytest.raises(TypeError, match=name):
         RateLimit(**settings)
 
 
