@@ -109,22 +109,36 @@ _PREPAID: contextvars.ContextVar[SendBudget | None] = contextvars.ContextVar(
 )
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _check_rate(_: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
     if value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{attribute.name} must be a number > 0 or None, got {value!r}")
-    if not math.isfinite(value):
-        raise ValueError(f"{attribute.name} must be finite, got {value!r}")
+    if not _is_number(value):
+        raise TypeError(f"{attribute.name} must be a number or None, not {value!r}")
+    if not value > 0 or not math.isfinite(value):
+        raise ValueError(f"{attribute.name} must be a finite number > 0 or None, got {value!r}")
 
 
 def _check_burst(_: object, attribute: attrs.Attribute[Any], value: int | None) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{attribute.name} must be an int or None, not {value!r}")
+    if value < 1:
         raise ValueError(f"{attribute.name} must be an int >= 1 or None, got {value!r}")
 
 
+def _check_bool(_: object, attribute: attrs.Attribute[Any], value: bool) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{attribute.name} must be True or False, not {value!r}")
+
+
 def _as_rate(value: float | None) -> float | None:
-    return None if value is None else float(value)
+    # Only numbers become floats: anything else is left for the validator to refuse.
+    return float(value) if value is not None and _is_number(value) else value
 
 
 @attrs.frozen
@@ -142,6 +156,10 @@ class RateLimit:
       and probe back up while calls succeed (True, the default). False
       keeps the pace at ``max_per_second`` (or unlimited).
 
+    Raises ``TypeError`` for a value of the wrong type (a str, a bool for a
+    number, a float ``burst``, anything but a bool for ``adaptive``) and
+    ``ValueError`` for zero, a negative, NaN or an infinite value.
+
     Whatever the settings, a 429 (a refusal: the server did nothing) does
     not use up a call's retry ``attempts``: it is retried until the call's
     deadline, unless the policy is ``RetryPolicy.none()``. A lone 429 delays
@@ -155,7 +173,7 @@ class RateLimit:
         default=None, validator=_check_rate, converter=_as_rate
     )
     burst: int | None = attrs.field(default=None, validator=_check_burst)
-    adaptive: bool = True
+    adaptive: bool = attrs.field(default=True, validator=_check_bool)
 
 
 @attrs.frozen
@@ -780,9 +798,11 @@ class SendBudget:
         pace.k = (max(0.0, 1.0 - rate / peak) / C.RATE_CUBIC_SCALE) ** (1 / 3)
 
     def _clamp(self, rate: float) -> float:
+        # The floor is for the budget's own estimates; a user's ceiling wins over it.
+        rate = max(C.RATE_MIN, rate)
         if self._ceiling is not None:
             rate = min(rate, self._ceiling)
-        return float(max(C.RATE_MIN, rate))
+        return float(rate)
 
     def _grow(self, pace: _Pace, now: float) -> None:
         elapsed = now - pace.origin

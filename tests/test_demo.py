@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import os
 import re
@@ -12,9 +13,16 @@ from typing import Any
 
 import pytest
 
-from hathora_async import HathoraClient, ProcessStatus, Region, RoomStatus
+from hathora_async import (
+    HathoraClient,
+    ProcessStatus,
+    RateLimitedError,
+    Region,
+    RetryPolicy,
+    RoomStatus,
+)
 from hathora_async.cli import main
-from hathora_async.cli._demo import DemoSettings, run_demo
+from hathora_async.cli._demo import DemoSettings, _budget_line, run_demo
 from hathora_async.cli._progress import percentile
 from hathora_async.testing import FakeHathora
 
@@ -298,3 +306,25 @@ async def test_processes_that_failed_to_boot_are_not_counted_as_stopped(
         code, output = await _demo_on(monkeypatch, fake, per_region=3)
         assert code == 0, output
         assert "Stopped 2 of the 3 processes created; 1 had already ended." in output
+
+
+async def test_the_demo_says_its_pace_is_a_probe_not_the_servers_limit() -> None:
+    # The pace probes above the last limit while calls succeed: the demo must not
+    # call it the limit it found (it used to say "now paces at 25.8/s" behind 20/s).
+    async with (
+        FakeHathora(rate_limit=2.0, rate_burst=1, retry_after=None) as fake,
+        HathoraClient(
+            fake.token, fake.app_id, base_url=fake.url, retry=RetryPolicy.none()
+        ) as client,
+    ):
+        assert _budget_line(client, 2.0) == "Send budget: never answered 429, not pacing.\n"
+        for _ in range(20):
+            with contextlib.suppress(RateLimitedError):
+                await client.processes.get_latest_processes()
+        state = client.rate_limit_state
+        assert state.throttled and state.rate is not None
+        line = _budget_line(client, 2.0)
+        assert f"{state.throttled} answers were 429" in line
+        assert f"probing at {state.rate:.1f} requests/s now" in line
+        assert "(its pace, not the limit: the fake's is 2/s)" in line
+        assert "(its pace, not the limit)" in _budget_line(client)

@@ -27,6 +27,7 @@ from hathora_async import (
 )
 from hathora_async import _constants as C
 from hathora_async._budget import SendBudget
+from hathora_async.cli._main import main as cli_main
 from hathora_async.testing import FakeHathora, Fault, ManualClock
 from hathora_async.testing.__main__ import _parse
 
@@ -159,31 +160,121 @@ def test_the_fake_cli_takes_the_rate_limit_flags() -> None:
     assert (args.rate_limit, args.rate_burst, args.retry_after) == (None, 10, 1)
 
 
-@pytest.mark.parametrize(
-    "options",
-    [
-        {"rate_limit": 0.0},
-        {"rate_limit": 1.0, "rate_burst": 0},
-        {"retry_after": -1},
-        {"rate_limiter": "leaky-bucket"},
-        {"rate_limiter": "sliding-window", "rate_window": 0.0},
-        {"rate_window": math.inf},
-    ],
-)
-def test_the_fake_refuses_bad_rate_limits(options: dict[str, Any]) -> None:
-    options.setdefault("rate_limit", 1.0)
-    with pytest.raises(ValueError):
+def test_the_fake_cli_refuses_rate_flags_without_a_rate_limit(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for flags in (
+        ["--rate-burst", "3"],
+        ["--retry-after", "none"],
+        ["--rate-limiter", "sliding-window"],
+        ["--rate-window", "2", "--rate-burst", "3"],
+    ):
+        for main in (_parse, cli_main):
+            argv = flags if main is _parse else ["fake", *flags]
+            with pytest.raises(SystemExit) as exited:
+                main(argv)
+            assert exited.value.code == 2
+            err = capsys.readouterr().err
+            assert f"{flags[0]} " in err and "only with --rate-limit" in err
+    # With --rate-limit they apply, whatever the order.
+    args = _parse(["--rate-window", "2", "--rate-limiter", "fixed-window", "--rate-limit", "1"])
+    assert (args.rate_limit, args.rate_limiter, args.rate_window) == (1.0, "fixed-window", 2.0)
+
+
+@pytest.mark.parametrize("limiter", ["sliding-window", "fixed-window"])
+def test_a_window_limiter_needs_at_least_one_request_per_window(
+    limiter: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # rate x window is what a window admits: below 1 it would admit 1, not the rate.
+    for rate, window in ((0.001, 1.0), (0.5, 1.0), (0.2, 4.0)):
+        with pytest.raises(ValueError, match="at least 1"):
+            FakeHathora(rate_limit=rate, rate_limiter=limiter, rate_window=window)  # type: ignore[arg-type]
+        with pytest.raises(SystemExit):
+            _parse(
+                ["--rate-limit", str(rate), "--rate-limiter", limiter, "--rate-window", str(window)]
+            )
+        assert "longer --rate-window" in capsys.readouterr().err
+    fake = FakeHathora(rate_limit=0.5, rate_limiter=limiter, rate_window=2.0)  # type: ignore[arg-type]
+    assert fake.gateway is not None and fake.gateway.per_window == 1
+    with pytest.raises(ValueError, match="at least 1"):
+        fake.gateway.rate = 0.25  # nor later
+    assert fake.gateway.rate == 0.5
+
+
+BAD_GATEWAY_OPTIONS = [
+    {"rate_burst": 0},
+    {"rate_burst": True},
+    {"rate_burst": 2.5},
+    {"retry_after": -1},
+    {"retry_after": "x"},
+    {"retry_after": 1.5},
+    {"rate_limiter": "leaky-bucket"},
+    {"rate_limiter": "nope"},
+    {"rate_limiter": "sliding-window", "rate_window": 0.0},
+    {"rate_window": math.inf},
+    {"rate_window": -1},
+    {"rate_window": "2"},
+]
+
+
+@pytest.mark.parametrize("with_limit", [True, False])
+@pytest.mark.parametrize("options", BAD_GATEWAY_OPTIONS)
+def test_the_fake_refuses_bad_rate_limits(options: dict[str, Any], with_limit: bool) -> None:
+    # Checked whether or not the limit is on: a bad value is a mistake even unused.
+    if with_limit:
+        options = {"rate_limit": 1.0, **options}
+    with pytest.raises(ValueError, match=list(options)[-1]):  # the bad one is last
         FakeHathora(**options)
+
+
+@pytest.mark.parametrize("rate", [0, 0.0, -1.0, math.nan, math.inf, "5", True, None])
+def test_the_fake_refuses_bad_rate_limits_now_and_while_serving(rate: Any) -> None:
+    if rate is not None:
+        with pytest.raises(ValueError, match="rate_limit"):
+            FakeHathora(rate_limit=rate)
+    fake = FakeHathora(rate_limit=5.0)
+    assert fake.gateway is not None
+    with pytest.raises(ValueError, match="rate_limit"):
+        fake.gateway.rate = rate
+    assert fake.gateway.rate == 5.0  # unchanged
 
 
 # -- settings -------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    "settings", [{"max_per_second": 0}, {"max_per_second": float("inf")}, {"burst": 0}]
+    "settings",
+    [
+        {"max_per_second": 0},
+        {"max_per_second": -1.0},
+        {"max_per_second": float("nan")},
+        {"max_per_second": float("inf")},
+        {"burst": 0},
+        {"burst": -3},
+    ],
 )
 def test_bad_rate_limits_are_refused(settings: dict[str, Any]) -> None:
-    with pytest.raises(ValueError):
+    (name,) = settings
+    with pytest.raises(ValueError, match=name):
+        RateLimit(**settings)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"adaptive": "no"},
+        {"adaptive": 0},
+        {"adaptive": None},
+        {"max_per_second": "5"},
+        {"max_per_second": True},
+        {"burst": 2.5},
+        {"burst": "2"},
+        {"burst": False},
+    ],
+)
+def test_rate_limits_of_the_wrong_type_are_refused(settings: dict[str, Any]) -> None:
+    (name,) = settings
+    with pytest.raises(TypeError, match=name):
         RateLimit(**settings)
 
 
@@ -195,25 +286,29 @@ def test_rate_limit_must_be_a_rate_limit() -> None:
 # -- one budget, shared -----------------------------------------------------------
 
 
-async def test_a_ceiling_is_shared_by_concurrent_calls_and_siblings() -> None:
-    # The clock moves only when the budget sleeps; each request's start is
-    # stamped with it, client-side (on a manual clock a request may reach the
-    # server a few sleeps after it left).
-    clock = Clock()
-    sent: list[float] = []
+def stamped(clock: ManualClock, sent: list[float]) -> aiohttp.TraceConfig:
+    """Stamps each request's start with the clock, client-side (on a manual clock
+    a request may reach the server a few sleeps after it left)."""
     trace = aiohttp.TraceConfig()
 
     async def on_start(*_: Any) -> None:
         sent.append(clock())
 
     trace.on_request_start.append(on_start)
+    return trace
+
+
+async def test_a_ceiling_is_shared_by_concurrent_calls_and_siblings() -> None:
+    # The clock moves only when the budget sleeps.
+    clock = Clock()
+    sent: list[float] = []
     async with (
         FakeHathora(clock=clock) as fake,
         client_for(
             fake,
             clock=clock,
             sleep=clock.sleep,
-            trace_configs=[trace],
+            trace_configs=[stamped(clock, sent)],
             rate_limit=RateLimit(max_per_second=10.0, burst=1, adaptive=False),
         ) as client,
     ):
@@ -228,6 +323,34 @@ async def test_a_ceiling_is_shared_by_concurrent_calls_and_siblings() -> None:
     gaps = [b - a for a, b in itertools.pairwise(sent)]
     assert min(gaps) == pytest.approx(0.1)  # never two within 1 / max_per_second
     assert sent[-1] == pytest.approx(1.1)
+
+
+@pytest.mark.parametrize("ceiling", [0.2, 0.05])
+@pytest.mark.parametrize("adaptive", [False, True])
+@pytest.mark.parametrize("burst", [1, None])
+async def test_a_ceiling_below_the_budgets_floor_is_honoured(
+    ceiling: float, adaptive: bool, burst: int | None
+) -> None:
+    # RATE_MIN bounds the budget's own estimates, never the user's ceiling.
+    assert ceiling < C.RATE_MIN
+    clock = Clock()
+    sent: list[float] = []
+    async with (
+        FakeHathora(clock=clock) as fake,
+        client_for(
+            fake,
+            clock=clock,
+            sleep=clock.sleep,
+            timeout=3600.0,
+            trace_configs=[stamped(clock, sent)],
+            rate_limit=RateLimit(max_per_second=ceiling, burst=burst, adaptive=adaptive),
+        ) as client,
+    ):
+        assert client.rate_limit_state.rate == ceiling
+        await asyncio.gather(*(client.processes.create_process(Region.LONDON) for _ in range(4)))
+        assert client.rate_limit_state.rate == ceiling
+    gaps = [b - a for a, b in itertools.pairwise(sent)]
+    assert gaps == pytest.approx([1 / ceiling] * 3)
 
 
 async def test_without_a_ceiling_no_429_means_no_waiting() -> None:

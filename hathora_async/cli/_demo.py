@@ -110,16 +110,22 @@ async def _connect(
             yield client, fake
 
 
-def _budget_line(client: HathoraClient) -> str:
-    """How the client's send budget adapted (issue 12), in one line."""
+def _budget_line(client: HathoraClient, server_limit: float | None = None) -> str:
+    """How the client's send budget adapted (issue 12), in one line.
+
+    The pace is what the client sends at now, not the server's limit: while
+    calls succeed it probes above the last limit it met, so it may read higher.
+    ``server_limit``: the embedded fake's limit, when there is one, for comparison.
+    """
     state = client.rate_limit_state
     if not state.throttled:
         return "Send budget: never answered 429, not pacing.\n"
-    pace = f"{state.rate:.1f} requests/s" if state.rate is not None else "unpaced"
-    return (
-        f"Send budget: {state.throttled} answers were 429; the client adapted and now "
-        f"paces at {pace}.\n"
-    )
+    if state.rate is None:
+        pace = "is not pacing now"
+    else:
+        pace = f"is probing at {state.rate:.1f} requests/s now (its pace, not the limit"
+        pace += f": the fake's is {server_limit:g}/s)" if server_limit is not None else ")"
+    return f"Send budget: {state.throttled} answers were 429; the client adapted and {pace}.\n"
 
 
 async def _stop_all(
@@ -348,7 +354,8 @@ async def run_demo(
             raise
         took = time.monotonic() - started
         print(f"\nDone in {took:.2f}s. Time to running is from create sent.", file=out)
-        print(_budget_line(client), file=out)
+        limit = settings.rate_limit if fake is not None else None
+        print(_budget_line(client, limit), file=out)
         print(summary_table(progress.rows), file=out)
         for failure in result.failed:
             print(f"  {failure.region.value}: {failure.error}", file=out)

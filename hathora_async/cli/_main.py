@@ -69,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "run", None) is None:
         parser.print_help(sys.stderr)
         return Exit.USAGE
+    check = getattr(args, "check_args", None)
+    if check is not None:  # checks across flags (the fake's rate options)
+        check(args)
     install_logging()
     try:
         return asyncio.run(_run(args))

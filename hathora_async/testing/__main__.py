@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import socket
 import sys
+import time
+from typing import Any
 
 from .. import _constants as C
 from ..cli._args import attach_values, count, number, port, token
 from ..cli._interrupt import catch_signals
 from ._fake import FakeHathora
-from ._ratelimit import LIMITERS
+from ._ratelimit import LIMITERS, GatewayLimit
 
 PROG = "python -m hathora_async.testing"
 
@@ -37,8 +40,48 @@ def _retry_after(text: str) -> int | None:
     return count(minimum=0)(text)
 
 
+class _NeedsRateLimit(argparse.Action):
+    """Stores a rate option's value and notes that it was given (see ``check_args``)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        setattr(namespace, self.dest, values)
+        given = getattr(namespace, "rate_options_given", [])
+        namespace.rate_options_given = [*given, option_string]
+
+
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse, as a usage error, rate options that would be ignored or could not work."""
+    given = sorted(set(getattr(args, "rate_options_given", [])))
+    if args.rate_limit is None:
+        if given:
+            verb = "applies" if len(given) == 1 else "apply"
+            parser.error(f"{', '.join(given)} {verb} only with --rate-limit, which is not set")
+        return
+    try:  # the gateway's own checks (rate x window at least 1 for the window limiters)
+        GatewayLimit(
+            args.rate_limit,
+            args.rate_burst,
+            args.retry_after,
+            time.monotonic,
+            limiter=args.rate_limiter,
+            window=args.rate_window,
+        )
+    except ValueError as exc:
+        parser.error(str(exc).replace("rate_", "--rate-").replace("retry_after", "--retry-after"))
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The fake's flags, on ``parser`` (this module's own, or ``hathora-async fake``)."""
+    """The fake's flags, on ``parser`` (this module's own, or ``hathora-async fake``).
+
+    After parsing, call ``args.check_args(args)``: rate options need ``--rate-limit``.
+    """
+    parser.set_defaults(check_args=functools.partial(check_args, parser))
     seconds = number(minimum=0.0)
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"
@@ -96,26 +139,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="requests per second per token before answering 429, like a gateway (default: off)",
     )
     parser.add_argument(
-        "--rate-burst", type=count(minimum=1), default=10, help="requests allowed at once"
+        "--rate-burst",
+        type=count(minimum=1),
+        default=10,
+        action=_NeedsRateLimit,
+        help="requests allowed at once, with --rate-limit (default: 10)",
     )
     parser.add_argument(
         "--retry-after",
         type=_retry_after,
         default=1,
-        help="Retry-After seconds on a 429, or 'none' for no header (default: 1)",
+        action=_NeedsRateLimit,
+        help="Retry-After seconds on a 429, or 'none' for no header, with --rate-limit "
+        "(default: 1)",
     )
     parser.add_argument(
         "--rate-limiter",
         choices=LIMITERS,
         default="token-bucket",
-        help="how the rate limit counts: a token bucket of --rate-burst, or at most "
-        "rate x --rate-window requests per sliding or fixed window (default: token-bucket)",
+        action=_NeedsRateLimit,
+        help="how --rate-limit counts: a token bucket of --rate-burst, or at most "
+        "rate x --rate-window requests (rounded down; at least 1) per sliding or fixed "
+        "window (default: token-bucket)",
     )
     parser.add_argument(
         "--rate-window",
         type=number(minimum=0.0, allow_minimum=False),
         default=1.0,
-        help="seconds of a window, for the window limiters (default: 1)",
+        action=_NeedsRateLimit,
+        help="seconds of a window, for the window limiters of --rate-limit (default: 1)",
     )
 
 
@@ -177,7 +229,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_arguments(parser)
-    return parser.parse_args(attach_values(sys.argv[1:] if argv is None else argv, SIGNED_FLAGS))
+    args = parser.parse_args(attach_values(sys.argv[1:] if argv is None else argv, SIGNED_FLAGS))
+    args.check_args(args)
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from ._faults import Fault, FaultPlan
-from ._ratelimit import GatewayLimit, Limiter
+from ._ratelimit import GatewayLimit, Limiter, check_options
 from ._rooms import PUBLIC_ROUTES, RoomBook, RoomRoutes
 from ._state import REGIONS, Delay, FakeApp, FakeProcess, World, sample
 
@@ -72,11 +72,13 @@ class FakeHathora:
     ``rate_limit`` (requests per second, None: off) makes it answer like a
     gateway: per bearer token, ``rate_limiter`` ``"token-bucket"`` (the
     default: a bucket of ``rate_burst`` refilled at ``rate_limit`` per second),
-    ``"sliding-window"`` (at most ``rate_limit x rate_window`` requests in any
-    ``rate_window`` seconds) or ``"fixed-window"`` (as many per window of
-    ``rate_window`` seconds, aligned on the clock), and 429 with a
+    ``"sliding-window"`` (at most ``rate_limit x rate_window`` requests,
+    rounded down, in any ``rate_window`` seconds) or ``"fixed-window"`` (as
+    many per window of ``rate_window`` seconds, aligned on the clock; for
+    both ``rate_limit x rate_window`` must be at least 1), and 429 with a
     ``Retry-After`` of ``retry_after`` whole seconds (None: no header) when
-    over it (see ``fake.gateway``, a ``GatewayLimit``).
+    over it (see ``fake.gateway``, a ``GatewayLimit``). The rate options are
+    checked even when ``rate_limit`` is None; a bad one raises ``ValueError``.
     RoomsV2 is served too: rooms take free slots on running processes of their
     region, or start a new process, and die with their process.
 
@@ -157,6 +159,7 @@ class FakeHathora:
         self._rooms = RoomBook(self.world)
         # Rate limit (issue 12): a gateway in front of every route.
         self.gateway: GatewayLimit | None = None
+        check_options(rate_burst, retry_after, rate_limiter, rate_window)  # even when off
         if rate_limit is not None:
             self.gateway = GatewayLimit(
                 rate_limit,
