@@ -949,7 +949,9 @@ class WarmPool:
         ones (its region creates no more until a later pass finds or gives it up)."""
         sight = self._sights.setdefault(region, Sight())
         while not sight.admits():
-            if not sight.held and any(c.lost and c.newer >= C.STRAY_SIGHT for c in sight.open):
+            if not sight.held and any(
+                c.lost and c.newer + c.foreign >= C.STRAY_SIGHT for c in sight.open
+            ):
                 return None
             await self._changes.wait()
         return sight.enter(self._clock())
