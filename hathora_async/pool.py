@@ -28,6 +28,7 @@ from ._reconcile import (
     RegionCounts,
     Rules,
     exit_stops,
+    is_ambiguous,
     match_listing,
     new_intent,
     reconcile,
@@ -241,6 +242,8 @@ class WarmPool:
         self._sent: dict[str, float] = {}
         # Ids listings showed that fit an intent but were not taken: others'.
         self._not_ours: set[str] = set()
+        # Candidates of ambiguous listings (some may be the pool's): never adopted.
+        self._ambiguous: dict[str, None] = {}
         # Per region, the creates whose process is not known yet (in flight, or
         # lost and looked for), by intent id: a create is sent only while each
         # has fewer than STRAY_SIGHT newer ones, so a lost create's process stays
@@ -700,6 +703,7 @@ class WarmPool:
             not_ours=self._not_ours,
         )
         self._not_ours.update(actions.foreign)
+        self._unclaimed(actions.ambiguous)
         settled = {a.intent_id for a in actions.adoptions} | set(actions.expired)
         self._sync_sights({k: i for k, i in intents.items() if k not in settled}, records)
         ledger = _Ledger(records)
@@ -1026,6 +1030,12 @@ class WarmPool:
                 skew=self._rules.skew,
             )
             self._not_ours.update(foreign)
+            if is_ambiguous(list(waiting.values()), pairs, foreign):
+                self._unclaimed(foreign)
+                for intent_id in waiting:
+                    ledger.drop_intents.add(intent_id)
+                    self._sent.pop(intent_id, None)
+                    self._settle(intent_id)
             for intent, record in pairs:
                 ledger.keep(record)
                 ledger.drop_intents.add(intent.intent_id)
@@ -1177,6 +1187,33 @@ class WarmPool:
         leader's last pass, read at its own last pass.
         """
         return {region: self._counts.get(region, RegionCounts()) for region in self._targets}
+
+    def ambiguous_process_ids(self) -> list[str]:
+        """Ids of processes lost creates may have made that could not be told from
+        other clients' (each logged at WARNING), oldest first.
+
+        A region's listing showed more unknown processes in a lost create's
+        window than the pool had lost creates there: some are the pool's (at
+        most as many as those creates), the others another client's, and
+        nothing tells which (Hathora's processes carry no client tag). The pool
+        adopts none of them (it would stop another client's on exit) and gives
+        the lost creates up: those of its own stay until Hathora's idle timeout
+        stops them, unless the caller stops them.
+        """
+        return list(self._ambiguous)
+
+    def _unclaimed(self, ids: Iterable[str]) -> None:
+        new = [pid for pid in ids if pid not in self._ambiguous]
+        if not new:
+            return
+        self._ambiguous.update(dict.fromkeys(new))
+        logger.warning(
+            "warm pool: %d process(es) may have been made by creates whose answer was "
+            "lost, or by another client: not adopted (see ambiguous_process_ids()): %s",
+            len(new),
+            ", ".join(new),
+            extra={C.LOG_AMBIGUOUS: tuple(new)},
+        )
 
     def lost_process_ids(self) -> list[str]:
         """Ids of processes this replica lost track of (each logged at WARNING), oldest first.
