@@ -145,20 +145,24 @@ class WarmPool:
     may be missing from listings for that long. A create error that names
     its process (``error.process_id``) is adopted at once. Another client's
     process made in the same region after the create (or up to about two
-    seconds before it) looks the same and may be adopted instead.
+    seconds before it) looks the same: when a listing shows more such
+    unknown processes than the region's lost creates, the pool adopts none
+    of them (it would stop another client's on exit), gives those creates up
+    and lists the candidates in ``ambiguous_process_ids()`` (WARNING).
 
     A listing shows a region's 10 newest processes only, so the pool keeps a
     lost create's process among them until it is found: a create is sent
     only while every create of its region whose process is not known yet (in
-    flight, or lost and looked for) has fewer than 9 of the pool's creates
-    newer than it, across passes. A lost create's region is listed at once,
+    flight, or lost and looked for) has fewer than 6 of the pool's creates
+    newer than it, across passes (3 of a listing's places are left for other
+    clients'). A lost create's region is listed at once,
     after the region's creates in flight have answered and with its new
     creates held; a create its region cannot take in this pass is not sent
     (a later pass makes it). So a process a lost create made is adopted (and
     stopped on exit) unless listings lag past the grace window or other
-    clients make 10 or more processes in its region after it. The cost: at
-    most 10 creates per region are in flight (targets up to 10 fill as
-    before); and a lost create that made nothing holds its region at 9
+    clients make more than 3 processes in its region after it. The cost: at
+    most 7 creates per region are in flight (targets up to 7 fill as
+    before); and a lost create that made nothing holds its region at 6
     newer creates until it is given up, the client's deadline plus 15 s
     after it was sent. A new leader counts a predecessor's lost creates
     from the store (the processes and intents of the region that may be
