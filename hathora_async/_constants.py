@@ -72,10 +72,15 @@ STRAY_SERVER_CLOCK_MARGIN = 1.0
 STRAY_CLOCK_SKEW = 30.0
 # GetLatestProcesses answers at most this many processes.
 LATEST_PROCESSES_LIMIT = 10
-# preallocate: at most this many of its creates in a region may make processes
-# newer than one whose outcome is not known yet, so a listing (10 processes)
+# Places in a listing left for other clients' processes made in a region
+# after a lost create and not yet seen by a look (those seen count as the
+# run's own creates do, see _strays.Sight).
+STRAY_HEADROOM = 3
+# preallocate and WarmPool: at most this many of their creates in a region may
+# make processes newer than one whose outcome is not known yet (fewer the more
+# others' processes a look showed newer than it), so a listing (10 processes)
 # still shows that one until its search has found it.
-STRAY_SIGHT = LATEST_PROCESSES_LIMIT - 1
+STRAY_SIGHT = LATEST_PROCESSES_LIMIT - 1 - STRAY_HEADROOM
 # Coalesced polling (issue 12, see _watch.py): when at least this many waits
 # watch a region, one GetLatestProcesses of these statuses (the states a wait
 # is after; others are read on their own) answers their polls.
@@ -183,6 +188,9 @@ LOGGER_NAME = "hathora_async"
 # The attribute of a log record listing the ids a call left running (a tuple of
 # str), so a handler can tell those warnings apart without parsing their text.
 LOG_LEFT_RUNNING = "hathora_left_running"
+# Likewise the ids of processes a lost create may have made that cannot be told
+# from other clients' (preallocate's ``ambiguous``, a warm pool's unclaimed).
+LOG_AMBIGUOUS = "hathora_ambiguous"
 
 # Warm pool (issue 10): a create intent whose process no listing could look for
 # (listings kept failing) is given up this long after it was written.

@@ -56,6 +56,7 @@ __all__ = [
     "RegionCounts",
     "Rules",
     "exit_stops",
+    "is_ambiguous",
     "match_listing",
     "match_strays",
     "new_intent",
@@ -228,6 +229,9 @@ class Actions:
     - ``look``: regions whose unmatched intents want a listing next pass;
     - ``foreign``: listed processes that fit an intent's window but were not
       taken: other clients', to pass as ``not_ours`` from now on;
+    - ``ambiguous``: candidates of regions whose listing showed more of them
+      than unmatched intents (``match_listing``): none adopted, the intents
+      given up (in ``expired``), the candidates also in ``foreign``;
     - ``counts``: per region, after the drops and adoptions; ``failed`` adds
       this pass's drops to the ``failed`` given.
     """
@@ -240,6 +244,7 @@ class Actions:
     look: frozenset[Region]
     foreign: tuple[str, ...]
     counts: dict[Region, RegionCounts]
+    ambiguous: tuple[str, ...] = ()
 
 
 def _orphans(intents: Iterable[CreateIntent], in_flight: AbstractSet[str]) -> list[CreateIntent]:
@@ -296,7 +301,11 @@ def match_listing(
     Candidates are listed processes of the region, starting or running, neither
     ``known`` (the pool's) nor ``not_ours``. Returns the pairs (``match_strays``)
     and the ids of candidates that fit an intent's window but were not taken:
-    other clients'.
+    other clients'. When more candidates fit the window than there are
+    intents, some are other clients' and nothing tells which (ProcessV2 has no
+    client tag): no pair is made and every candidate that fits is returned
+    (the match is ambiguous: ``len(pairs) == 0`` with ``foreign`` longer than
+    ``waiting``).
     """
     candidates = [
         c
@@ -306,13 +315,24 @@ def match_listing(
         and c.status in LIVE
         and c.region == region
     ]
-    pairs = match_strays(waiting, candidates, skew=skew)
     lowest = min(_threshold(i, skew) for i in waiting)
+    if sum(c.created_at >= lowest for c in candidates) > len(waiting):
+        return [], [c.process_id for c in candidates if c.created_at >= lowest]
+    pairs = match_strays(waiting, candidates, skew=skew)
     taken = {record.process_id for _, record in pairs}
     foreign = [
         c.process_id for c in candidates if c.created_at >= lowest and c.process_id not in taken
     ]
     return pairs, foreign
+
+
+def is_ambiguous(
+    waiting: Sequence[CreateIntent],
+    pairs: Sequence[tuple[CreateIntent, ProcessRecord]],
+    foreign: Sequence[str],
+) -> bool:
+    """Whether ``match_listing`` answered ``(pairs, foreign)`` for an ambiguous listing."""
+    return not pairs and len(foreign) > len(waiting)
 
 
 def tally(
@@ -376,6 +396,8 @@ def reconcile(
 
     adoptions = []
     foreign: list[str] = []
+    ambiguous: list[str] = []
+    gone: set[str] = set()  # intents of ambiguous listings: given up
     matched: set[str] = set()
     for region, waiting in by_region.items():
         listed = listings.get(region)
@@ -389,12 +411,18 @@ def reconcile(
             matched.add(intent.intent_id)
             kept[record.process_id] = record
         foreign.extend(others)
+        if is_ambiguous(waiting, pairs, others):
+            ambiguous.extend(others)
+            gone.update(i.intent_id for i in waiting)
 
     expired = []
     pending: Counter[Region] = Counter()  # unmatched intents still counted as capacity
     look = set()
     for intent in orphans:
         if intent.intent_id in matched:
+            continue
+        if intent.intent_id in gone:
+            expired.append(intent.intent_id)
             continue
         age = now - intent.sent_at
         looked = intent.region in listings
@@ -442,6 +470,7 @@ def reconcile(
         look=frozenset(look),
         foreign=tuple(foreign),
         counts=counts,
+        ambiguous=tuple(ambiguous),
     )
 
 

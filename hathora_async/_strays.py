@@ -16,8 +16,14 @@ is asked again once per status a stray can show (starting, running, failed),
 each reaching back 10 processes of its own: a stray is in sight unless 10 or
 more processes of its region *and status* are newer than it
 (``StrayLook.truncated`` says when that may have happened). ``preallocate``
-keeps its own creates below that bound (``Sight``, shared with ``WarmPool``). Another client's
-process created in the same region within the window looks the same as a stray.
+keeps its own creates below that bound (``Sight``, shared with ``WarmPool``),
+counting the other processes listings showed newer than a lost create too.
+
+ProcessV2 carries no client tag: another client's process created in the same
+region within the window looks the same as a stray. So a look is conclusive
+only when it shows no more candidates than the creates it looks for and the
+listing reaches back to the window's start (``StrayLook.conclusive``);
+otherwise the candidates are reported as ambiguous, never picked by age.
 """
 
 from __future__ import annotations
@@ -50,12 +56,25 @@ class StrayLook:
     first (likelier the create's than those within the allowance), then oldest
     first. ``truncated``: the listing
     was full and all of it is that recent, so older strays may be out of sight.
-    ``listed``: the ids of every process the listing showed.
+    ``listed``: the ids of every process the listing showed. ``others``: how
+    many processes the listings showed in the window that are neither known
+    nor in ``found`` (other clients', e.g. stopped ones): they take places
+    among the 10 a listing shows. ``wanted``: how many strays were looked for.
     """
 
     found: list[ProcessV2]
     truncated: bool
     listed: frozenset[str]
+    others: int = 0
+    wanted: int = 1
+
+    @property
+    def conclusive(self) -> bool:
+        """Whether ``found`` can be taken as the strays: every candidate in the
+        window is in sight and there are no more of them than were looked for.
+        Otherwise some of ``found`` may be other clients' (and, truncated,
+        a stray may be out of sight): the match is ambiguous."""
+        return not self.truncated and len(self.found) <= self.wanted
 
 
 def server_date(headers: Mapping[str, str]) -> datetime | None:
@@ -99,8 +118,25 @@ async def _latest(
     return response.data, response.headers
 
 
-def _full(latest: list[ProcessV2], cutoff: datetime) -> bool:
-    return len(latest) >= C.LATEST_PROCESSES_LIMIT and all(p.created_at >= cutoff for p in latest)
+def _full(
+    latest: list[ProcessV2],
+    cutoff: datetime,
+    before: Container[str],
+    room: tuple[Container[str], int] | None,
+) -> bool:
+    if len(latest) < C.LATEST_PROCESSES_LIMIT or any(
+        # Reaching back past the send: a process older than the window, or one
+        # known to predate the send (its create answered before it left).
+        p.created_at < cutoff or p.process_id in before
+        for p in latest
+    ):
+        return False
+    if room is None:
+        return True
+    # A stray hidden behind 10 newer processes needs more than ``most`` of
+    # them not the caller's.
+    mine, most = room
+    return sum(p.process_id not in mine for p in latest) > C.LATEST_PROCESSES_LIMIT - most - 1
 
 
 async def list_strays(
@@ -111,18 +147,25 @@ async def list_strays(
     known: Container[str],
     app_id: str | None,
     wanted: int = 1,
+    before: Container[str] = frozenset(),
+    room: tuple[Container[str], int] | None = None,
 ) -> StrayLook:
     """Look in ``region`` for processes a create sent at ``sent`` (or later) may have made.
 
     ``sent`` is a reading of the client's clock; ``known`` are ids the caller
-    already accounts for; ``wanted`` how many strays are looked for. When the
-    region's listing is full of processes newer than the send and shows fewer
-    than ``wanted``, each of ``STRAY_STATUSES`` is listed too (three more
-    requests). Raises the listings' ``HathoraError``.
+    already accounts for; ``wanted`` how many strays are looked for;
+    ``before``: ids of processes made before the send (their creates
+    answered before it), which a listing reaching back to is not
+    truncated; ``room``: (ids of the caller's processes, at most how many of
+    them are newer than a process the create made), as ``Sight`` bounds it,
+    or None if unbounded. When the
+    region's listing is full of processes newer than the send, each of
+    ``STRAY_STATUSES`` is listed too (three more requests): a full listing may
+    hide candidates, other clients' or ours. Raises the listings' ``HathoraError``.
     """
     latest, headers = await _latest(client, region, None, app_id)
     estimate, cutoff = send_on_server_clock(headers, client._options.clock() - sent)
-    truncated = _full(latest, cutoff)
+    truncated = _full(latest, cutoff, before, room)
     seen = {p.process_id: p for p in latest}
 
     def strays() -> list[ProcessV2]:
@@ -141,16 +184,21 @@ async def list_strays(
         )
 
     found = strays()
-    if truncated and len(found) < wanted:
+    if truncated:
         # Each status's 10 newest reach further back than the region's 10.
         parts = await asyncio.gather(
             *(_latest(client, region, status, app_id) for status in STRAY_STATUSES)
         )
-        truncated = any(_full(part, cutoff) for part, _ in parts)
+        truncated = any(_full(part, cutoff, before, room) for part, _ in parts)
         for part, _ in parts:
             seen.update((p.process_id, p) for p in part)
         found = strays()
-    return StrayLook(found, truncated, frozenset(seen))
+    taken = {p.process_id for p in found}
+    others = sum(
+        p.process_id not in known and p.process_id not in taken and p.created_at >= cutoff
+        for p in seen.values()
+    )
+    return StrayLook(found, truncated, frozenset(seen), others, wanted)
 
 
 @attrs.define(eq=False)
@@ -162,11 +210,14 @@ class UnknownCreate:
     (in flight with it, or sent after it).
     ``sent``: when its call began (client clock). ``lost``: it ended with an
     unknown outcome and its region's search looks for its process.
+    ``foreign``: processes not the run's that a look showed in its window
+    (other clients'): they take places in listings as the run's do.
     """
 
     sent: float
     newer: int
     lost: bool = False
+    foreign: int = 0
 
 
 @attrs.define(eq=False)
@@ -177,7 +228,9 @@ class Sight:
     ``STRAY_SIGHT`` newer ones, and never while ``held`` (the search waits to
     list the region). So a lost create's process, until its search finds it,
     has at most ``STRAY_SIGHT`` processes of this run newer than it in its
-    region: within the 10 a listing shows.
+    region, counting the others' processes its looks showed newer than it:
+    within the 10 a listing shows unless others create in a burst between
+    two looks (then the look says ``truncated``).
     """
 
     open: list[UnknownCreate] = attrs.Factory(list)
@@ -185,7 +238,7 @@ class Sight:
     searching: bool = False
 
     def admits(self) -> bool:
-        return not self.held and all(c.newer < C.STRAY_SIGHT for c in self.open)
+        return not self.held and all(c.newer + c.foreign < C.STRAY_SIGHT for c in self.open)
 
     def enter(self, now: float) -> UnknownCreate:
         for other in self.open:

@@ -497,12 +497,25 @@ class HathoraClient:
         a create's outcome is unknown is listed at once to find the process it
         may have made (``result.strays``). Listings show a region's 10 newest
         processes (per status, once a region's are all newer), so with
-        ``reconcile`` at most 9 creates of this call in a region may make
-        processes newer than one not yet known: further creates there wait
-        until it is known, and while such a process is looked for, the region's
-        creates pause. The guarantee: a lost create's process is found unless
-        Hathora's listings lag past ``READ_AFTER_CREATE_GRACE`` (15 s) or other
-        clients made 10 or more processes in its region and status after it.
+        ``reconcile`` at most 6 creates of this call in a region may make
+        processes newer than one not yet known, fewer by the other clients'
+        processes a look showed newer than it (3 places are left for others'
+        made between two looks): further creates there wait until it is
+        known, and while such a process is looked for, the region's creates
+        pause. Processes carry no client tag, so when a look shows more
+        unknown processes in the window than the region's lost creates, or a
+        listing too full to reach back to the send, no guess is made: all
+        those candidates go to ``result.ambiguous`` (some are this call's,
+        some another client's; logged at WARNING with their ids) and
+        ``result.strays`` keeps only unambiguous finds. A matchmaker may stop
+        ``strays`` (another client's can be among them only if a lost create
+        made nothing, or its process did not show yet) but should not stop
+        ``ambiguous`` ones blindly when other clients share the app: Hathora's
+        idle timeout ends this call's. The guarantee: a lost create's process
+        is in ``strays`` or ``ambiguous`` unless Hathora's listings lag past
+        ``READ_AFTER_CREATE_GRACE`` (15 s), or other clients made more than 3
+        processes in its region after it that no look saw first (then a
+        WARNING says it may be out of sight).
         ``on_event`` (a plain function)
         hears ``PreallocationEvent``s as they happen: ``created`` the moment
         each create returns, then ``running`` or ``failed``.

@@ -28,6 +28,7 @@ from ._reconcile import (
     RegionCounts,
     Rules,
     exit_stops,
+    is_ambiguous,
     match_listing,
     new_intent,
     reconcile,
@@ -144,20 +145,24 @@ class WarmPool:
     may be missing from listings for that long. A create error that names
     its process (``error.process_id``) is adopted at once. Another client's
     process made in the same region after the create (or up to about two
-    seconds before it) looks the same and may be adopted instead.
+    seconds before it) looks the same: when a listing shows more such
+    unknown processes than the region's lost creates, the pool adopts none
+    of them (it would stop another client's on exit), gives those creates up
+    and lists the candidates in ``ambiguous_process_ids()`` (WARNING).
 
     A listing shows a region's 10 newest processes only, so the pool keeps a
     lost create's process among them until it is found: a create is sent
     only while every create of its region whose process is not known yet (in
-    flight, or lost and looked for) has fewer than 9 of the pool's creates
-    newer than it, across passes. A lost create's region is listed at once,
+    flight, or lost and looked for) has fewer than 6 of the pool's creates
+    newer than it, across passes (3 of a listing's places are left for other
+    clients'). A lost create's region is listed at once,
     after the region's creates in flight have answered and with its new
     creates held; a create its region cannot take in this pass is not sent
     (a later pass makes it). So a process a lost create made is adopted (and
     stopped on exit) unless listings lag past the grace window or other
-    clients make 10 or more processes in its region after it. The cost: at
-    most 10 creates per region are in flight (targets up to 10 fill as
-    before); and a lost create that made nothing holds its region at 9
+    clients make more than 3 processes in its region after it. The cost: at
+    most 7 creates per region are in flight (targets up to 7 fill as
+    before); and a lost create that made nothing holds its region at 6
     newer creates until it is given up, the client's deadline plus 15 s
     after it was sent. A new leader counts a predecessor's lost creates
     from the store (the processes and intents of the region that may be
@@ -241,6 +246,8 @@ class WarmPool:
         self._sent: dict[str, float] = {}
         # Ids listings showed that fit an intent but were not taken: others'.
         self._not_ours: set[str] = set()
+        # Candidates of ambiguous listings (some may be the pool's): never adopted.
+        self._ambiguous: dict[str, None] = {}
         # Per region, the creates whose process is not known yet (in flight, or
         # lost and looked for), by intent id: a create is sent only while each
         # has fewer than STRAY_SIGHT newer ones, so a lost create's process stays
@@ -700,6 +707,7 @@ class WarmPool:
             not_ours=self._not_ours,
         )
         self._not_ours.update(actions.foreign)
+        self._unclaimed(actions.ambiguous)
         settled = {a.intent_id for a in actions.adoptions} | set(actions.expired)
         self._sync_sights({k: i for k, i in intents.items() if k not in settled}, records)
         ledger = _Ledger(records)
@@ -949,7 +957,9 @@ class WarmPool:
         ones (its region creates no more until a later pass finds or gives it up)."""
         sight = self._sights.setdefault(region, Sight())
         while not sight.admits():
-            if not sight.held and any(c.lost and c.newer >= C.STRAY_SIGHT for c in sight.open):
+            if not sight.held and any(
+                c.lost and c.newer + c.foreign >= C.STRAY_SIGHT for c in sight.open
+            ):
                 return None
             await self._changes.wait()
         return sight.enter(self._clock())
@@ -1024,6 +1034,12 @@ class WarmPool:
                 skew=self._rules.skew,
             )
             self._not_ours.update(foreign)
+            if is_ambiguous(list(waiting.values()), pairs, foreign):
+                self._unclaimed(foreign)
+                for intent_id in waiting:
+                    ledger.drop_intents.add(intent_id)
+                    self._sent.pop(intent_id, None)
+                    self._settle(intent_id)
             for intent, record in pairs:
                 ledger.keep(record)
                 ledger.drop_intents.add(intent.intent_id)
@@ -1175,6 +1191,33 @@ class WarmPool:
         leader's last pass, read at its own last pass.
         """
         return {region: self._counts.get(region, RegionCounts()) for region in self._targets}
+
+    def ambiguous_process_ids(self) -> list[str]:
+        """Ids of processes lost creates may have made that could not be told from
+        other clients' (each logged at WARNING), oldest first.
+
+        A region's listing showed more unknown processes in a lost create's
+        window than the pool had lost creates there: some are the pool's (at
+        most as many as those creates), the others another client's, and
+        nothing tells which (Hathora's processes carry no client tag). The pool
+        adopts none of them (it would stop another client's on exit) and gives
+        the lost creates up: those of its own stay until Hathora's idle timeout
+        stops them, unless the caller stops them.
+        """
+        return list(self._ambiguous)
+
+    def _unclaimed(self, ids: Iterable[str]) -> None:
+        new = [pid for pid in ids if pid not in self._ambiguous]
+        if not new:
+            return
+        self._ambiguous.update(dict.fromkeys(new))
+        logger.warning(
+            "warm pool: %d process(es) may have been made by creates whose answer was "
+            "lost, or by another client: not adopted (see ambiguous_process_ids()): %s",
+            len(new),
+            ", ".join(new),
+            extra={C.LOG_AMBIGUOUS: tuple(new)},
+        )
 
     def lost_process_ids(self) -> list[str]:
         """Ids of processes this replica lost track of (each logged at WARNING), oldest first.

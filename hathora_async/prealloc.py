@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import attrs
 
 from . import _constants as C
-from ._strays import Changes, Sight, UnknownCreate, list_strays
+from ._strays import Changes, Sight, StrayLook, UnknownCreate, list_strays
 from .errors import ClientClosedError, HathoraError, ProcessFailedError, ProcessWaitTimeoutError
 from .models import ProcessV2, Region, coerce_region
 from .waiting import Watch, bounded_fetch, check_wait_options, poll_until_running
@@ -106,9 +106,19 @@ class PreallocationResult:
       order, including those that later failed or timed out, and those whose
       create failed with an error naming the process (``error.process_id``);
     - ``strays``: processes found by reconciliation after creates whose outcome
-      was unknown: probably made by this call, not in ``created``. A process
-      another client created in the same region at about the same time can
-      show up here too (see ``hathora_async._strays`` for the exact window);
+      was unknown: probably made by this call, not in ``created``. Only found
+      when a region's listing showed no more unknown processes in the window
+      than such creates; still, if a lost create made nothing (or its process
+      did not show yet), another client's process created in the same region
+      at about the same time can show up here (see ``hathora_async._strays``);
+    - ``ambiguous``: processes found after such creates where the listing
+      could not tell them from other clients' (more unknown processes in the
+      window than creates lost, or a listing too full to reach back to the
+      send): each may be this call's or another client's (Hathora's processes
+      carry no client tag), and up to as many as those creates are this
+      call's. Not in ``strays``: stopping them may stop another client's
+      processes; leaving them leaves this call's running until Hathora's idle
+      timeout. Logged at WARNING with their ids;
     - ``stopped``: the ids in ``created`` that the call stopped because it was
       cancelled (``stop_on_cancel``); empty when it ran to its end.
 
@@ -123,6 +133,7 @@ class PreallocationResult:
     created: list[str] = attrs.Factory(list)
     strays: list[ProcessV2] = attrs.Factory(list)
     stopped: list[str] = attrs.Factory(list)
+    ambiguous: list[ProcessV2] = attrs.Factory(list)
 
     @property
     def complete(self) -> bool:
@@ -320,6 +331,10 @@ class _Preallocation:
         # Finding what creates with an unknown outcome made (reconcile only).
         self.sight = {region: Sight() for region in plan}
         self.known: set[str] = set()  # every process id the result accounts for
+        # Those the run made (created, strays): not ambiguous ones, maybe others'.
+        self.ours: set[str] = set()
+        # (client clock, id) as each create answered: a process older than a later send.
+        self.answered: list[tuple[float, str]] = []
         self.changes = Changes()
         self.stopping = False
 
@@ -486,6 +501,8 @@ class _Preallocation:
         """A create made ``process_id`` (``process`` is its answer, if readable)."""
         self.result.created.append(process_id)
         self.known.add(process_id)
+        self.ours.add(process_id)
+        self.answered.append((self.clock(), process_id))
         self.region_of[process_id] = region
         if self.on_event is not None:
             self.emit(
@@ -572,7 +589,6 @@ class _Preallocation:
         """
         sight = self.sight[region]
         error: HathoraError | None = None
-        truncated = False
         late = False
         try:
             while sight.lost():
@@ -589,6 +605,8 @@ class _Preallocation:
                             known=self.known,
                             app_id=self.app_id,
                             wanted=len(lost),
+                            before={pid for at, pid in self.answered if at < lost[0].sent},
+                            room=(self.ours, C.STRAY_SIGHT),
                         )
                 except ClientClosedError as exc:
                     error = exc
@@ -596,12 +614,20 @@ class _Preallocation:
                 except HathoraError as exc:
                     error = exc
                 else:
-                    error, truncated = None, look.truncated
-                    for create, process in zip(lost, look.found, strict=False):
-                        sight.open.remove(create)
-                        self.known.add(process.process_id)
-                        self.result.strays.append(process)
-                        self.emit(PreallocationEvent("stray", region, process.process_id, process))
+                    error = None
+                    if look.conclusive:
+                        for create, process in zip(lost, look.found, strict=False):
+                            sight.open.remove(create)
+                            self.known.add(process.process_id)
+                            self.ours.add(process.process_id)
+                            self.result.strays.append(process)
+                            self.emit(
+                                PreallocationEvent("stray", region, process.process_id, process)
+                            )
+                        for create in sight.lost():
+                            create.foreign = max(create.foreign, look.others)
+                    else:
+                        self.ambiguous(region, look, lost)
                 sight.held = False
                 self.changes.notify()
                 left = sight.lost()
@@ -615,18 +641,43 @@ class _Preallocation:
                     late, remaining = True, self.poll_interval
                 await self.sleep(min(self.poll_interval, remaining))
         finally:
-            wanted = len(sight.lost())
             sight.open = [c for c in sight.open if not c.lost]  # given up
             sight.held = sight.searching = False
             self.changes.notify()
         if error is not None:
             logger.warning("cannot look for stray processes in %s: %s", region.value, error)
-        elif truncated and wanted:
+
+    def ambiguous(self, region: Region, look: StrayLook, lost: list[UnknownCreate]) -> None:
+        """A look that cannot tell the run's strays from other clients' processes.
+
+        Every candidate goes to ``result.ambiguous`` (so none of the run's is
+        lost, and none of another client's is reported as the run's), and the
+        lost creates it covers are settled: a later look cannot tell them apart
+        either (ProcessV2 carries no client tag).
+        """
+        sight = self.sight[region]
+        sight.open = [c for c in sight.open if c not in lost]
+        ids = [p.process_id for p in look.found]
+        self.known.update(ids)
+        self.result.ambiguous.extend(look.found)
+        if look.truncated:
             logger.warning(
                 "preallocate: over %d processes were created in %s since a create with an "
                 "unknown outcome: a process it made may be out of sight",
                 C.LATEST_PROCESSES_LIMIT,
                 region.value,
+                extra={C.LOG_AMBIGUOUS: tuple(ids)},
+            )
+        if ids:
+            logger.warning(
+                "preallocate: %d create(s) with an unknown outcome in %s, %d candidate "
+                "process(es) in their window, some another client's (see "
+                "PreallocationResult.ambiguous): %s",
+                len(lost),
+                region.value,
+                len(ids),
+                ", ".join(ids),
+                extra={C.LOG_AMBIGUOUS: tuple(ids)},
             )
 
     async def pause_create(self, delay: float) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+from hathora_async import Region
 from hathora_async.testing import FakeHathora
 
 
@@ -20,3 +21,12 @@ async def until(predicate: Callable[[], bool]) -> None:
             return
         await asyncio.sleep(0.001)
     raise AssertionError("still not true after 5 s")
+
+
+def foreign_create(fake: FakeHathora, region: Region = Region.SEATTLE) -> str:
+    """Another client of the fake's app creates a process in ``region``; returns its id.
+
+    Straight in the fake's state, so faults on the create route meet only
+    the client under test.
+    """
+    return fake.world.create_process(fake.world.apps[fake.app_id], region.value).process_id

@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from _pooltools import statuses, until
+from _pooltools import foreign_create, statuses, until
 
 from hathora_async import (
     ClientClosedError,
@@ -560,7 +560,8 @@ async def test_a_lost_create_hidden_by_read_lag_holds_its_regions_creates_until_
                 await until(lambda: pool.errors == 1)
                 await pool.refresh()
                 assert not pool.ready
-                assert fake.processes_created == 10  # the lost one and at most 9 newer
+                # The lost one and at most STRAY_SIGHT newer (headroom left for others').
+                assert fake.processes_created == 1 + C.STRAY_SIGHT
                 # Past the lag (the client's clock moves with the server's): listings show it.
                 clock.advance(2.0)
                 client_clock.advance(2.0)
@@ -570,3 +571,46 @@ async def test_a_lost_create_hidden_by_read_lag_holds_its_regions_creates_until_
                 _accounted(pool, fake)
                 assert fake.processes_created == 25
         assert set(statuses(fake).values()) == {"stopped"}
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [Fault(status=502, acted=True, latency=0.3), Fault(drop="after", latency=0.3)],
+    ids=["502 after creating", "connection closed"],
+)
+async def test_another_clients_process_in_a_lost_creates_window_is_never_adopted(
+    fault: Fault, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Another client creates in the region while the fake works on the pool's
+    # create whose answer is then lost: its process is older than the pool's
+    # and newer than the send. Adopting the oldest took it, and the exit
+    # stopped another client's process while the pool's own ran on unknown.
+    client_clock = ManualClock(1000.0)
+    async with setup(retry=RetryPolicy.none(), client_options={"clock": client_clock}) as (
+        fake,
+        client,
+    ):
+        fake.faults.add("create_process", fault)
+
+        async def other() -> str:
+            await until(lambda: fake.request_counts["create_process"] > 0)
+            return foreign_create(fake)
+
+        other_task = asyncio.create_task(other())
+        with caplog.at_level(logging.WARNING, logger="hathora_async"):
+            async with WarmPool(
+                client, {Region.SEATTLE: 3}, poll_interval=QUIET, concurrency=5
+            ) as pool:
+                with _past_the_grace_on_exit(client_clock, client):
+                    foreign = await other_task
+                    await until(lambda: pool.errors == 1)
+                    for _ in range(2):
+                        await pool.refresh()
+                    assert foreign not in pool.process_ids()
+                    ours = set(statuses(fake)) - {foreign} - set(pool.process_ids())
+                    assert len(ours) == 1  # the lost create's: not adopted either
+                    assert set(pool.ambiguous_process_ids()) == ours | {foreign}
+    assert statuses(fake)[foreign] != "stopped"  # the exit left the other client's alone
+    assert any(
+        foreign in r.getMessage() and "not adopted" in r.getMessage() for r in caplog.records
+    )

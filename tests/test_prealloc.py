@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from _pooltools import foreign_create, until
 
 from hathora_async import (
     BadRequestError,
@@ -584,3 +585,89 @@ async def test_reconcile_keeps_at_most_ten_creates_of_a_region_in_flight(reconci
         assert trace.peak_by_region["Seattle"] <= 10
     else:
         assert trace.peak_by_region["Seattle"] > 10
+
+
+LOST_SLOWLY = {
+    "connection closed": Fault(drop="after", latency=0.3),
+    "502 after creating": Fault(status=502, acted=True, latency=0.3),
+}
+
+
+@pytest.mark.parametrize("limited", [False, True], ids=["no limit", "rate limited"])
+@pytest.mark.parametrize("lost", list(LOST_SLOWLY))
+async def test_another_clients_process_in_a_lost_creates_window_is_reported_ambiguous(
+    lost: str, limited: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Another client creates in the region while the fake works on a create
+    # whose answer is then lost: its process is older than ours and newer than
+    # the send. Picking the oldest took it for ours and left ours unreported.
+    limit = {"rate_limit": 50.0, "rate_burst": 5, "retry_after": None} if limited else {}
+    async with setup(**limit) as (fake, client):
+        fake.faults.add("create_process", LOST_SLOWLY[lost])
+
+        async def other() -> str:
+            await until(lambda: fake.request_counts["create_process"] > 0)  # ours arrived
+            return foreign_create(fake)
+
+        other_task = asyncio.create_task(other())
+        with caplog.at_level(logging.WARNING, logger="hathora_async"):
+            result = await client.preallocate({Region.SEATTLE: 1}, wait=False, poll_interval=0.05)
+        foreign = await other_task
+        made = {p["processId"] for p in fake.processes()}
+    [ours] = made - {foreign}
+    [failure] = result.failed
+    assert failure.outcome_unknown
+    assert result.strays == [] and result.created == []
+    assert {p.process_id for p in result.ambiguous} == {ours, foreign}
+    [warning] = [r for r in caplog.records if "candidate" in r.getMessage()]
+    assert ours in warning.getMessage() and foreign in warning.getMessage()
+
+
+@pytest.mark.parametrize("limited", [False, True], ids=["no limit", "rate limited"])
+@pytest.mark.parametrize("lost", ["connection closed", "502 after creating"])
+async def test_no_process_of_ours_is_lost_while_another_client_creates_in_the_region(
+    lost: str, limited: bool
+) -> None:
+    # Many creates in one region, some answers lost after the fake created,
+    # while another client keeps creating there: every process made for us is
+    # created, a stray or ambiguous, and none of the other client's is a stray.
+    limit = {"rate_limit": 100.0, "rate_burst": 10, "retry_after": None} if limited else {}
+    async with setup(latency=(0.002, 0.02), timeout=0.5, **limit) as (fake, client):
+        fake.faults.add_random("create_process", 0.12, [LOST_ANSWERS[lost]], seed=7)
+        foreign: set[str] = set()
+        done = asyncio.Event()
+
+        async def other() -> None:
+            while not done.is_set():
+                foreign.add(foreign_create(fake))
+                await asyncio.sleep(0.1)
+
+        other_task = asyncio.create_task(other())
+        try:
+            result = await client.preallocate(
+                {Region.SEATTLE: 40}, concurrency=40, wait=False, poll_interval=0.05
+            )
+        finally:
+            done.set()
+            await other_task
+        ours = {p["processId"] for p in fake.processes()} - foreign
+    unknown = [f for f in result.failed if f.outcome_unknown]
+    assert len(unknown) >= 2, "the seeded fault rate should lose a few answers"
+    strays = {p.process_id for p in result.strays}
+    ambiguous = {p.process_id for p in result.ambiguous}
+    assert ours <= set(result.created) | strays | ambiguous
+    assert not strays & foreign
+    assert len(strays) + len(ambiguous & ours) == len(unknown)
+
+
+async def test_a_listing_full_of_newer_processes_is_not_conclusive() -> None:
+    # Another client made 12 processes in the region since the send, all
+    # starting: even the status's own listing cannot reach back to the send.
+    async with setup(boot_delay=60.0) as (fake, client):
+        sent = client._options.clock()
+        await client.processes.create_process(Region.SEATTLE)  # its answer "lost"
+        for _ in range(12):
+            foreign_create(fake)
+        look = await list_strays(client, Region.SEATTLE, sent=sent, known=set(), app_id=None)
+    assert look.truncated and not look.conclusive
+    assert len(look.found) == 10  # what is in sight: all candidates, none certain

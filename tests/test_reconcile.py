@@ -259,9 +259,18 @@ def test_processes_not_taken_in_the_window_are_foreign_and_never_adopted_later()
             rec("gone", S.STOPPED, created=1002.0),
         ]
     }
+    # Two intents, two candidates: each adopts one, the oldest first.
+    two = [intent("i", server=1000.0), intent("k", server=1000.0)]
+    both = reconcile(rules, {}, two, now=NOW, listings=listing)
+    assert sorted(a.record.process_id for a in both.adoptions) == ["mine", "theirs"]
+    assert both.foreign == both.ambiguous == ()
+    # One intent, two candidates: nothing tells which is its (no client tag).
+    # None is adopted (the pool would stop another client's on exit); the
+    # intent is given up and both are reported ambiguous, never adopted later.
     first = reconcile(rules, {}, [intent("i", server=1000.0)], now=NOW, listings=listing)
-    assert [a.record.process_id for a in first.adoptions] == ["mine"]
-    assert first.foreign == ("theirs",)
+    assert first.adoptions == ()
+    assert first.foreign == first.ambiguous == ("mine", "theirs")
+    assert first.expired == ("i",)
     # A later intent, and "theirs" is still listed: it is not adopted.
     later = [intent("j", server=995.0)]
     again = reconcile(rules, {}, later, now=NOW, listings=listing, not_ours={"theirs", "mine"})

@@ -360,6 +360,18 @@ async def run_demo(
         for failure in result.failed:
             print(f"  {failure.region.value}: {failure.error}", file=out)
         ids = result.created + [p.process_id for p in result.strays]
+        unsure = [p.process_id for p in result.ambiguous]
+        if fake is not None:
+            # The embedded fake has no other client: every ambiguous candidate is ours.
+            ids += unsure
+        elif unsure:
+            # Against a real app another client's processes may be among them:
+            # stopping those would end its matches. Named, not stopped.
+            print(
+                f"  Not stopped, maybe another client's (see PreallocationResult.ambiguous):"
+                f" {' '.join(unsure)}",
+                file=out,
+            )
         for process_id in ids:
             ledger.add(process_id)
         # Failed to boot (or stopped meanwhile): nothing to stop, and not counted as stopped.

@@ -70,6 +70,7 @@ def _result_json(result: PreallocationResult) -> dict[str, Any]:
         "starting": unstructure([p for ps in result.starting.values() for p in ps]),
         "failed": [_failure_json(f) for f in result.failed],
         "strays": unstructure(result.strays),
+        "ambiguous": unstructure(result.ambiguous),
     }
 
 
@@ -94,6 +95,9 @@ def _report_failures(result: PreallocationResult, err: TextIO) -> None:
     if result.strays:
         ids = " ".join(p.process_id for p in result.strays)
         print(f"probably made by creates whose answer was lost: {ids}", file=err)
+    if result.ambiguous:
+        ids = " ".join(p.process_id for p in result.ambiguous)
+        print(f"made by creates whose answer was lost, or by another client: {ids}", file=err)
 
 
 def _status(result: PreallocationResult) -> Exit:
@@ -102,7 +106,7 @@ def _status(result: PreallocationResult) -> Exit:
     if not result.failed:
         return Exit.OK
     refused = all(isinstance(f.error, ApiError) and f.process_id is None for f in result.failed)
-    if refused and not result.created and not result.strays:
+    if refused and not result.created and not result.strays and not result.ambiguous:
         return Exit.API_ERROR
     return Exit.PARTIAL
 

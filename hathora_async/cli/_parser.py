@@ -225,7 +225,7 @@ def _fleet_commands(commands: _Builder) -> None:
             "Create REGION=N processes in each region at once (billed), waiting until each "
             "runs, with live progress on stderr when it is a terminal. Interrupted (Ctrl-C, "
             "SIGTERM, SIGHUP), it stops every process it created, then exits 130. "
-            "--json prints {created, ready, starting, failed, strays}. Against a "
+            "--json prints {created, ready, starting, failed, strays, ambiguous}. Against a "
             f"non-loopback API, more than {C.PREALLOCATE_REAL_API_MAX_TOTAL} processes in "
             "total need --yes."
         ),
