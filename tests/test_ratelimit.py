@@ -298,20 +298,28 @@ def stamped(clock: ManualClock, sent: list[float]) -> aiohttp.TraceConfig:
     return trace
 
 
-async def test_a_ceiling_is_shared_by_concurrent_calls_and_siblings() -> None:
-    # The clock moves only when the budget sleeps.
+@asynccontextmanager
+async def stamped_client(
+    sent: list[float], **options: Any
+) -> AsyncIterator[tuple[FakeHathora, HathoraClient]]:
+    """A fake and a client on one ``Clock`` that moves only when the budget
+    sleeps; every request's send time is appended to ``sent``."""
     clock = Clock()
-    sent: list[float] = []
+    trace = stamped(clock, sent)
     async with (
         FakeHathora(clock=clock) as fake,
         client_for(
-            fake,
-            clock=clock,
-            sleep=clock.sleep,
-            trace_configs=[stamped(clock, sent)],
-            rate_limit=RateLimit(max_per_second=10.0, burst=1, adaptive=False),
+            fake, clock=clock, sleep=clock.sleep, trace_configs=[trace], **options
         ) as client,
     ):
+        yield fake, client
+
+
+async def test_a_ceiling_is_shared_by_concurrent_calls_and_siblings() -> None:
+    # The clock moves only when the budget sleeps.
+    sent: list[float] = []
+    limit = RateLimit(max_per_second=10.0, burst=1, adaptive=False)
+    async with stamped_client(sent, rate_limit=limit) as (fake, client):
         sibling = client.with_options(timeout=20.0)
         calls = [client.processes.get_latest_processes() for _ in range(6)]
         calls += [sibling.processes.create_process(Region.LONDON) for _ in range(6)]
@@ -333,19 +341,9 @@ async def test_a_ceiling_below_the_budgets_floor_is_honoured(
 ) -> None:
     # RATE_MIN bounds the budget's own estimates, never the user's ceiling.
     assert ceiling < C.RATE_MIN
-    clock = Clock()
     sent: list[float] = []
-    async with (
-        FakeHathora(clock=clock) as fake,
-        client_for(
-            fake,
-            clock=clock,
-            sleep=clock.sleep,
-            timeout=3600.0,
-            trace_configs=[stamped(clock, sent)],
-            rate_limit=RateLimit(max_per_second=ceiling, burst=burst, adaptive=adaptive),
-        ) as client,
-    ):
+    limit = RateLimit(max_per_second=ceiling, burst=burst, adaptive=adaptive)
+    async with stamped_client(sent, timeout=3600.0, rate_limit=limit) as (_, client):
         assert client.rate_limit_state.rate == ceiling
         await asyncio.gather(*(client.processes.create_process(Region.LONDON) for _ in range(4)))
         assert client.rate_limit_state.rate == ceiling
