@@ -24,7 +24,7 @@ from hathora_async import (
 from hathora_async.cli import main
 from hathora_async.cli._demo import DemoSettings, _budget_line, run_demo
 from hathora_async.cli._progress import percentile
-from hathora_async.testing import FakeHathora
+from hathora_async.testing import FakeHathora, Fault
 
 ENV_KEYS = ("HATHORA_TOKEN", "HATHORA_APP_ID", "HATHORA_BASE_URL")
 
@@ -328,3 +328,23 @@ async def test_the_demo_says_its_pace_is_a_probe_not_the_servers_limit() -> None
         assert f"probing at {state.rate:.1f} requests/s now" in line
         assert "(its pace, not the limit: the fake's is 2/s)" in line
         assert "(its pace, not the limit)" in _budget_line(client)
+
+
+async def test_against_a_real_app_a_lost_answers_process_is_named_not_stopped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A real app may have other clients, and no tag tells their processes from a
+    # lost create's: the demo names what its lost answers may have made and leaves
+    # it running (on its embedded fake, with no other client, it stops them).
+    async with FakeHathora(boot_delay=0.05) as fake:
+        fake.faults.add("create_process", Fault(status=502, acted=True))
+        code, output = await _demo_on(monkeypatch, fake, per_region=3)
+        assert code == 0, output
+        assert fake.processes_created == 3
+        left = [p["processId"] for p in fake.processes() if p["status"] in ("starting", "running")]
+        assert len(left) == 1, output
+        assert f"Left running, its own, answer lost (PreallocationResult.strays): {left[0]}" in (
+            output
+        )
+        assert "hathora-async processes stop PROCESS_ID" in output
+        assert "Stopped 2 of the 2 processes created; 1 more of lost answers left running" in output

@@ -359,19 +359,26 @@ async def run_demo(
         print(summary_table(progress.rows), file=out)
         for failure in result.failed:
             print(f"  {failure.region.value}: {failure.error}", file=out)
-        ids = result.created + [p.process_id for p in result.strays]
+        ids = list(result.created)
+        found = [p.process_id for p in result.strays]
         unsure = [p.process_id for p in result.ambiguous]
+        left: list[str] = []
         if fake is not None:
-            # The embedded fake has no other client: every ambiguous candidate is ours.
-            ids += unsure
-        elif unsure:
-            # Against a real app another client's processes may be among them:
-            # stopping those would end its matches. Named, not stopped.
-            print(
-                f"  Not stopped, maybe another client's (see PreallocationResult.ambiguous):"
-                f" {' '.join(unsure)}",
-                file=out,
-            )
+            # The embedded fake has no other client: every stray and candidate is ours.
+            ids += found + unsure
+        else:
+            # Against a real app another client's process can pass for a lost create's
+            # (no tag tells them apart; see PreallocationResult): stopping it would end
+            # its matches. Named for the operator, not stopped.
+            left = found + unsure
+            for label, named in (
+                ("its own, answer lost (PreallocationResult.strays)", found),
+                ("maybe another client's (PreallocationResult.ambiguous)", unsure),
+            ):
+                if named:
+                    print(f"  Left running, {label}: {' '.join(named)}", file=out)
+            if left:
+                print("  Stop them with: hathora-async processes stop PROCESS_ID", file=out)
         for process_id in ids:
             ledger.add(process_id)
         # Failed to boot (or stopped meanwhile): nothing to stop, and not counted as stopped.
@@ -389,7 +396,7 @@ async def run_demo(
         finally:
             # Billed processes: stopped even when interrupted while rooms are timed.
             stopped = await _stop_all(client, to_stop, settings.concurrency, ledger)
-            print(f"\n{_stopped_line(stopped, len(ids), len(ended))}", file=out)
+            print(f"\n{_stopped_line(stopped, len(ids), len(ended), len(left))}", file=out)
         if room_regions:
             # With every pre-allocated process gone, a room must wait for a new process.
             cold = await _time_rooms(client, room_regions, set(), poll[0], out, ledger)
@@ -400,7 +407,11 @@ async def run_demo(
         return 0 if stopped == len(to_stop) else 1
 
 
-def _stopped_line(stopped: int, created: int, ended: int) -> str:
-    """``Stopped 40 of the 42 processes created; 2 had already ended.``"""
+def _stopped_line(stopped: int, created: int, ended: int, left: int = 0) -> str:
+    """``Stopped 40 of the 42 processes created; 2 had already ended.`` (plus,
+    against a real app, how many processes of lost answers were left running)."""
     line = f"Stopped {stopped} of the {created} processes created"
-    return f"{line}; {ended} had already ended." if ended else f"{line}."
+    line = f"{line}; {ended} had already ended" if ended else line
+    if left:
+        line = f"{line}; {left} more of lost answers left running (named above)"
+    return f"{line}."
