@@ -507,15 +507,17 @@ class HathoraClient:
         listing too full to reach back to the send, no guess is made: all
         those candidates go to ``result.ambiguous`` (some are this call's,
         some another client's; logged at WARNING with their ids) and
-        ``result.strays`` keeps only unambiguous finds. A matchmaker may stop
-        ``strays`` (another client's can be among them only if a lost create
-        made nothing, or its process did not show yet) but should not stop
-        ``ambiguous`` ones blindly when other clients share the app: Hathora's
-        idle timeout ends this call's. The guarantee: a lost create's process
-        is in ``strays`` or ``ambiguous`` unless Hathora's listings lag past
-        ``READ_AFTER_CREATE_GRACE`` (15 s), or other clients made more than 3
-        processes in its region after it that no look saw first (then a
-        WARNING says it may be out of sight).
+        ``result.strays`` keeps only unambiguous finds. When no other client
+        creates in the app, a matchmaker stops both. When others do, it
+        should stop neither blindly (Hathora's idle timeout ends this call's):
+        another client's process can be in ``strays`` if a lost create made
+        nothing, or if its process did not show yet in a lagging listing while
+        the other's did; ours is then missed (a known limit). The guarantee:
+        a lost create's process is in ``strays`` or ``ambiguous`` unless
+        Hathora's listings lag past ``READ_AFTER_CREATE_GRACE`` (15 s), or
+        other clients made more than 3 processes in its region after it that
+        no look saw first (then a WARNING says it may be out of sight), or
+        (the known limit) other clients create in its region while listings lag.
         ``on_event`` (a plain function)
         hears ``PreallocationEvent``s as they happen: ``created`` the moment
         each create returns, then ``running`` or ``failed``.
