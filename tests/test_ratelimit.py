@@ -616,13 +616,9 @@ async def test_cancelling_a_call_waiting_for_budget_is_immediate_and_leaks_nothi
 
 async def test_close_ends_calls_waiting_for_budget_as_not_sent() -> None:
     async with FakeHathora() as fake:
-        client = HathoraClient(
-            fake.token,
-            fake.app_id,
-            base_url=fake.url,
-            rate_limit=RateLimit(max_per_second=0.5, burst=1),
-        )
-        async with client:
+        # The client's default retry policy, not the tests' FAST one.
+        limit = RateLimit(max_per_second=0.5, burst=1)
+        async with client_for(fake, retry=RetryPolicy(), rate_limit=limit) as client:
             await client.processes.create_process(Region.LONDON)
             waiting = [
                 asyncio.create_task(client.processes.create_process(Region.LONDON))
@@ -641,13 +637,9 @@ async def test_close_ends_preallocate_turns_and_later_waits_at_once(kind: str) -
     """A ``preallocate`` queued for the budget (its turns wait outside any call) ends as
     soon as the client closes: nothing more is sent, nothing is left to find out."""
     async with FakeHathora() as fake:
-        client = HathoraClient(
-            fake.token,
-            fake.app_id,
-            base_url=fake.url,
-            rate_limit=RateLimit(max_per_second=2.0, burst=1),
-        )
-        async with client:
+        # The client's default retry policy, not the tests' FAST one.
+        limit = RateLimit(max_per_second=2.0, burst=1)
+        async with client_for(fake, retry=RetryPolicy(), rate_limit=limit) as client:
             if kind == "preallocate":
                 job = asyncio.create_task(
                     client.preallocate({Region.LONDON: 40}, concurrency=40, wait=False)
