@@ -315,7 +315,7 @@ class _Lane:
         self.ok = self.refused = self.ok_before = self.refused_before = 0
         self.second = -math.inf
         self.this_second = self.last_second = 0
-        self.roll_at = -math.inf  # (h12-cost) see answered()
+        self.roll_at = -math.inf  # see answered()
 
     def answered(self, now: float, ok: bool) -> None:
         if now - self.bucket >= C.RATE_CONFIRM_WINDOW / 2:
@@ -336,7 +336,7 @@ class _Lane:
         else:
             self.refused += 1
             self.last_refused = now
-        # (h12-cost) Until then neither window above rolls over: a success before
+        # Until then neither window above rolls over: a success before
         # it only counts (see SendBudget.passed, which skips this call then).
         self.roll_at = min(self.second + 1.0, self.bucket + C.RATE_CONFIRM_WINDOW / 2)
 
@@ -466,7 +466,7 @@ class SendBudget:
 
     def passed(self, ticket: int, write: bool = True) -> None:
         """An attempt (a write or a read) sent when ``generation`` was ``ticket`` succeeded."""
-        # -- ungated fast path (h12-cost): every success of an open budget passes here --
+        # -- ungated fast path: every success of an open budget passes here --
         if not self.gated:
             # Open, nothing paced or paused (no pace exists while ungated; a budget
             # that is off is never gated): only the answer counts, for telling a
