@@ -56,7 +56,6 @@ __all__ = [
     "RegionCounts",
     "Rules",
     "exit_stops",
-    "is_ambiguous",
     "match_listing",
     "match_strays",
     "new_intent",
@@ -295,17 +294,16 @@ def match_listing(
     known: AbstractSet[str] | Mapping[str, object],
     not_ours: AbstractSet[str],
     skew: float,
-) -> tuple[list[tuple[CreateIntent, ProcessRecord]], list[str]]:
+) -> tuple[list[tuple[CreateIntent, ProcessRecord]], list[str], bool]:
     """Match ``region``'s unmatched intents (``waiting``, not empty) to its listing.
 
     Candidates are listed processes of the region, starting or running, neither
-    ``known`` (the pool's) nor ``not_ours``. Returns the pairs (``match_strays``)
-    and the ids of candidates that fit an intent's window but were not taken:
-    other clients'. When more candidates fit the window than there are
-    intents, some are other clients' and nothing tells which (ProcessV2 has no
-    client tag): no pair is made and every candidate that fits is returned
-    (the match is ambiguous: ``len(pairs) == 0`` with ``foreign`` longer than
-    ``waiting``).
+    ``known`` (the pool's) nor ``not_ours``. Returns the pairs (``match_strays``),
+    the ids of candidates that fit an intent's window but were not taken
+    (other clients'), and whether the match is ambiguous: when more candidates
+    fit the window than there are intents, some are other clients' and nothing
+    tells which (ProcessV2 has no client tag), so no pair is made and every
+    candidate that fits is returned.
     """
     candidates = [
         c
@@ -317,22 +315,13 @@ def match_listing(
     ]
     lowest = min(_threshold(i, skew) for i in waiting)
     if sum(c.created_at >= lowest for c in candidates) > len(waiting):
-        return [], [c.process_id for c in candidates if c.created_at >= lowest]
+        return [], [c.process_id for c in candidates if c.created_at >= lowest], True
     pairs = match_strays(waiting, candidates, skew=skew)
     taken = {record.process_id for _, record in pairs}
     foreign = [
         c.process_id for c in candidates if c.created_at >= lowest and c.process_id not in taken
     ]
-    return pairs, foreign
-
-
-def is_ambiguous(
-    waiting: Sequence[CreateIntent],
-    pairs: Sequence[tuple[CreateIntent, ProcessRecord]],
-    foreign: Sequence[str],
-) -> bool:
-    """Whether ``match_listing`` answered ``(pairs, foreign)`` for an ambiguous listing."""
-    return not pairs and len(foreign) > len(waiting)
+    return pairs, foreign, False
 
 
 def tally(
@@ -403,7 +392,7 @@ def reconcile(
         listed = listings.get(region)
         if listed is None:
             continue
-        pairs, others = match_listing(
+        pairs, others, unclear = match_listing(
             region, waiting, listed, known=records, not_ours=not_ours, skew=rules.skew
         )
         for intent, record in pairs:
@@ -411,7 +400,7 @@ def reconcile(
             matched.add(intent.intent_id)
             kept[record.process_id] = record
         foreign.extend(others)
-        if is_ambiguous(waiting, pairs, others):
+        if unclear:
             ambiguous.extend(others)
             gone.update(i.intent_id for i in waiting)
 

@@ -220,6 +220,10 @@ class UnknownCreate:
     foreign: int = 0
 
 
+def _at_sight_limit(create: UnknownCreate) -> bool:
+    return create.newer + create.foreign >= C.STRAY_SIGHT
+
+
 @attrs.define(eq=False)
 class Sight:
     """One region's creates that may have made a process not known yet.
@@ -238,7 +242,12 @@ class Sight:
     searching: bool = False
 
     def admits(self) -> bool:
-        return not self.held and all(c.newer + c.foreign < C.STRAY_SIGHT for c in self.open)
+        return not self.held and not any(_at_sight_limit(c) for c in self.open)
+
+    def stuck(self) -> bool:
+        """A lost create already has ``STRAY_SIGHT`` newer: no create fits until
+        it is found or given up (waiting for creates in flight will not help)."""
+        return any(c.lost and _at_sight_limit(c) for c in self.open)
 
     def enter(self, now: float) -> UnknownCreate:
         for other in self.open:

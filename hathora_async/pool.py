@@ -28,7 +28,6 @@ from ._reconcile import (
     RegionCounts,
     Rules,
     exit_stops,
-    is_ambiguous,
     match_listing,
     new_intent,
     reconcile,
@@ -957,9 +956,7 @@ class WarmPool:
         ones (its region creates no more until a later pass finds or gives it up)."""
         sight = self._sights.setdefault(region, Sight())
         while not sight.admits():
-            if not sight.held and any(
-                c.lost and c.newer + c.foreign >= C.STRAY_SIGHT for c in sight.open
-            ):
+            if not sight.held and sight.stuck():
                 return None
             await self._changes.wait()
         return sight.enter(self._clock())
@@ -1025,7 +1022,7 @@ class WarmPool:
             listed = (await self._list(waiting)).get(region) if waiting else None
             if listed is None:
                 return
-            pairs, foreign = match_listing(
+            pairs, foreign, unclear = match_listing(
                 region,
                 list(waiting.values()),
                 listed,
@@ -1034,21 +1031,23 @@ class WarmPool:
                 skew=self._rules.skew,
             )
             self._not_ours.update(foreign)
-            if is_ambiguous(list(waiting.values()), pairs, foreign):
+            if unclear:
                 self._unclaimed(foreign)
                 for intent_id in waiting:
-                    ledger.drop_intents.add(intent_id)
-                    self._sent.pop(intent_id, None)
-                    self._settle(intent_id)
+                    self._searched(intent_id, ledger)
             for intent, record in pairs:
                 ledger.keep(record)
-                ledger.drop_intents.add(intent.intent_id)
-                self._sent.pop(intent.intent_id, None)
-                self._settle(intent.intent_id)
+                self._searched(intent.intent_id, ledger)
                 _log_adopted(record)
         finally:
             sight.searching = sight.held = False
             self._changes.notify()
+
+    def _searched(self, intent_id: str, ledger: _Ledger) -> None:
+        """A lost create's search has ended for it (adopted, or given up as ambiguous)."""
+        ledger.drop_intents.add(intent_id)
+        self._sent.pop(intent_id, None)
+        self._settle(intent_id)
 
     async def _trim_one(self, record: ProcessRecord, fence: int, ledger: _Ledger) -> None:
         """Stop a surplus idle process, if it still is one.
